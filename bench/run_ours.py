@@ -1,0 +1,214 @@
+"""One download through the Python API, as a child process of bench/bench.py.
+
+    python bench/run_ours.py --urls-file F --out-dir D --connections N [--callback] [--multiple]
+    python bench/run_ours.py --check
+
+Reads one URL a line from F and saves each to D/<last path segment of the URL> with one
+`TTHSDownloader.start_download` call (`is_multiple=True` with --multiple), then waits for
+the run to end: `TTHSDownloader.wait` when the class has it, else the `end` event.
+`--connections 0` leaves `thread_count` at the library's default.
+
+With --callback a Python callback counts every event by Type (the cost issue 4 bounds at
+3% of throughput); without it nothing is registered, and the end is found through `wait`
+or, lacking that, by polling `get_performance_stats`.
+
+Prints one JSON line on stdout, after the prefix `run_ours-report: `: `ok`, `events` (counts by Type), `errors` (the first few
+`err` messages), `api_wall` and `api_cpu` (seconds from `start_download` to the end, CPU of
+the whole process over that span), `startup` (seconds from interpreter start to a
+constructed downloader), `wait_by`. Exit status: 0 success, 1 an `err` event or a failed
+state, 3 import or library failure, 4 `start_download` refused, 5 timeout.
+
+`--lib PATH` sets TTHSD_LIBRARY before the import. Run with the cwd in the work dir: the
+package's log file lands in the cwd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+T_START = time.perf_counter()
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return usage.ru_utime + usage.ru_stime
+
+
+# The package may log to stdout too: the harness looks for the line with this prefix.
+REPORT_PREFIX = "run_ours-report: "
+
+
+def emit(report: dict[str, Any]) -> None:
+    sys.stdout.write(REPORT_PREFIX + json.dumps(report, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def call_wait(dl: Any, dl_id: int, timeout: float) -> bool:
+    """`dl.wait(dl_id, timeout=...)`; False when it says the run did not end in time."""
+    try:
+        result = dl.wait(dl_id, timeout=timeout)
+    except TypeError:  # an older signature without timeout
+        result = dl.wait(dl_id)
+    return result is not False
+
+
+def stats_of(dl: Any, dl_id: int) -> dict[str, Any] | None:
+    get = getattr(dl, "get_performance_stats", None)
+    if get is None:
+        return None
+    stats = get(dl_id)
+    if isinstance(stats, (str, bytes)):
+        stats = json.loads(stats)
+    return stats if isinstance(stats, dict) else None
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--urls-file", type=Path)
+    p.add_argument("--out-dir", type=Path)
+    p.add_argument("--connections", type=int, default=0, help="thread_count; 0 = the library's default")
+    p.add_argument("--chunk-mb", type=int, default=0, help="chunk_size_mb; 0 = the library's default")
+    p.add_argument("--callback", action="store_true", help="register a callback that counts every event")
+    p.add_argument("--multiple", action="store_true", help="is_multiple=True")
+    p.add_argument("--lib", help="the library to load (sets TTHSD_LIBRARY)")
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--check", action="store_true", help="import and construct only; print versions")
+    args = p.parse_args()
+    if args.lib:
+        os.environ["TTHSD_LIBRARY"] = str(Path(args.lib).resolve())
+    if not args.check and (args.urls_file is None or args.out_dir is None):
+        p.error("--urls-file and --out-dir are required")
+
+    report: dict[str, Any] = {"ok": False, "events": {}, "errors": []}
+    try:
+        import tthsd_interface
+        from tthsd_interface import TTHSDownloader
+
+        dl = TTHSDownloader()
+    except Exception as e:  # the harness turns this into "ours skipped" with the reason
+        print(f"run_ours: cannot load tthsd_interface: {type(e).__name__}: {e}", file=sys.stderr)
+        return 3
+    report["startup"] = time.perf_counter() - T_START
+    if args.check:
+        info = {"package": getattr(tthsd_interface, "__version__", "?"), "file": tthsd_interface.__file__}
+        info["library_path"] = str(getattr(dl, "library_path", "?"))
+        for name in ("core_version", "version"):
+            value = getattr(dl, name, None)
+            if value is not None:
+                try:
+                    info["library"] = str(value() if callable(value) else value)
+                except Exception:
+                    pass
+                break
+        info["has_wait"] = callable(getattr(dl, "wait", None))
+        info["startup_s"] = round(report["startup"], 3)
+        emit(info)
+        return 0
+
+    urls = [line.strip() for line in args.urls_file.read_text().splitlines() if line.strip()]
+    save_paths = [str(args.out_dir / url.rsplit("/", 1)[1]) for url in urls]
+
+    counts: Counter[str] = Counter()
+    errors: list[str] = []
+    ended = threading.Event()
+
+    def count_events(event: dict[str, Any], msg: dict[str, Any]) -> None:
+        kind = event.get("Type", "?")
+        counts[kind] += 1
+        if kind == "err":
+            errors.append(f"{event.get('ShowName', '')}: {msg.get('Code', '')} {msg.get('Error', '')}")
+        elif kind == "end":
+            ended.set()
+
+    has_wait = callable(getattr(dl, "wait", None))
+    callback = count_events
+    if not args.callback:
+        callback = None
+        if not has_wait and getattr(dl, "get_performance_stats", None) is None:
+            # Nothing else tells us the end: a callback that looks only for it.
+            def only_end(event: dict[str, Any], msg: dict[str, Any]) -> None:
+                if event.get("Type") == "end":
+                    ended.set()
+
+            callback = only_end
+
+    kwargs: dict[str, Any] = {"urls": urls, "save_paths": save_paths}
+    if args.connections > 0:
+        kwargs["thread_count"] = args.connections
+    if args.chunk_mb > 0:
+        kwargs["chunk_size_mb"] = args.chunk_mb
+    if callback is not None:
+        kwargs["callback"] = callback
+    if args.multiple:
+        kwargs["is_multiple"] = True
+
+    cpu0 = cpu_seconds()
+    t0 = time.perf_counter()
+    try:
+        dl_id = dl.start_download(**kwargs)
+    except Exception as e:
+        print(f"run_ours: start_download raised {type(e).__name__}: {e}", file=sys.stderr)
+        return 4
+    if not isinstance(dl_id, int) or dl_id <= 0:
+        print(f"run_ours: start_download returned {dl_id!r}", file=sys.stderr)
+        return 4
+
+    deadline = t0 + args.timeout
+    if has_wait:
+        report["wait_by"] = "wait()"
+        if not call_wait(dl, dl_id, args.timeout):
+            emit(report)
+            print(f"run_ours: wait() gave up after {args.timeout:.0f} s", file=sys.stderr)
+            return 5
+        if callback is count_events:
+            # wait() may return before the dispatcher has handed us `end`; count them all.
+            ended.wait(max(0.0, min(30.0, deadline - time.perf_counter())))
+    elif callback is not None:
+        report["wait_by"] = "end event"
+        ended.wait(args.timeout)
+    else:
+        report["wait_by"] = "polling get_performance_stats"
+        while time.perf_counter() < deadline:
+            stats = stats_of(dl, dl_id) or {}
+            if stats.get("state") in ("finished", "failed", "stopped"):
+                break
+            time.sleep(0.01)
+    api_wall = time.perf_counter() - t0
+    report["api_wall"] = round(api_wall, 4)
+    report["api_cpu"] = round(cpu_seconds() - cpu0, 4)
+    report["events"] = dict(counts)
+    report["errors"] = errors[:5]
+
+    if not has_wait and time.perf_counter() >= deadline and not ended.is_set():
+        emit(report)
+        print(f"run_ours: no end within {args.timeout:.0f} s", file=sys.stderr)
+        return 5
+    state = None
+    try:
+        stats = stats_of(dl, dl_id)
+        state = stats.get("state") if stats else None
+    except Exception:
+        pass
+    report["state"] = state
+    report["ok"] = not errors and state not in ("failed", "stopped")
+    emit(report)
+    if errors:
+        print(f"run_ours: {len(errors)} err event(s), first: {errors[0]}", file=sys.stderr)
+        return 1
+    if state in ("failed", "stopped"):
+        print(f"run_ours: the downloader ended in state {state}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
