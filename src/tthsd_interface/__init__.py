@@ -1,0 +1,83 @@
+"""tthsd_interface: the Python interface of TT High Speed Downloader (TTHSD).
+
+Drives the native download core ``TTHighSpeedDownloader`` (a Rust cdylib, bundled in the
+wheel) through ctypes, with the API of the TTHSD documentation::
+
+    from tthsd_interface import TTHSDownloader
+
+    with TTHSDownloader() as dl:
+        dl.start_download(urls=[...], save_paths=[...], callback=on_event)
+    # the with block waits for the downloads started inside it
+
+``from TTHSD_interface import TTHSDownloader`` (the documentation's module name) works too.
+"""
+
+from __future__ import annotations
+
+from ._downloader import TTHSDownloader
+from ._errors import (
+    CallbackContextError,
+    DownloaderClosedError,
+    LibraryError,
+    LibraryLoadError,
+    LibraryNotFoundError,
+    TTHSDError,
+)
+from ._ffi import LIBRARY_ENV, candidate_paths, find_library, library_file_name
+from ._log import (
+    LOG_FILE_ENV,
+    LOG_FILE_NAME,
+    current_log_file,
+    set_console_logging,
+    set_log_file,
+)
+from ._types import (
+    Callback,
+    EmptyMsg,
+    EndOneMsg,
+    ErrMsg,
+    ErrorCode,
+    Event,
+    EventType,
+    Msg,
+    PerformanceStats,
+    StartOneMsg,
+    TaskStats,
+    TextMsg,
+    UpdateMsg,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LIBRARY_ENV",
+    "LOG_FILE_ENV",
+    "LOG_FILE_NAME",
+    "Callback",
+    "CallbackContextError",
+    "DownloaderClosedError",
+    "EmptyMsg",
+    "EndOneMsg",
+    "ErrMsg",
+    "ErrorCode",
+    "Event",
+    "EventType",
+    "LibraryError",
+    "LibraryLoadError",
+    "LibraryNotFoundError",
+    "Msg",
+    "PerformanceStats",
+    "StartOneMsg",
+    "TTHSDError",
+    "TTHSDownloader",
+    "TaskStats",
+    "TextMsg",
+    "UpdateMsg",
+    "__version__",
+    "candidate_paths",
+    "current_log_file",
+    "find_library",
+    "library_file_name",
+    "set_console_logging",
+    "set_log_file",
+]

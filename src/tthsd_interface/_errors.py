@@ -1,0 +1,77 @@
+"""The exceptions this package raises, all rooted in :class:`TTHSDError`.
+
+::
+
+    TTHSDError                      anything this package raises on purpose
+     ├── LibraryError               the native core could not be used
+     │    ├── LibraryNotFoundError  no candidate file exists (names every path tried)
+     │    └── LibraryLoadError      a file exists but could not be loaded or lacks exports
+     ├── DownloaderClosedError      a download was started on a closed TTHSDownloader
+     └── CallbackContextError       a blocking call (wait) was made from inside a callback
+
+Failures of the core on a given download are *not* exceptions: as the TTHSD API has
+always done, ``start_download`` returns ``-1`` and the control methods return ``False``,
+with the core's reason logged through ``_TIlog``.  Invalid Python arguments raise the
+ordinary built-in exceptions (``ValueError`` for mismatched list lengths, ``TypeError``
+for wrong types).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "CallbackContextError",
+    "DownloaderClosedError",
+    "LibraryError",
+    "LibraryLoadError",
+    "LibraryNotFoundError",
+    "TTHSDError",
+]
+
+
+class TTHSDError(Exception):
+    """Base class of every exception raised by tthsd_interface."""
+
+
+class LibraryError(TTHSDError, OSError):
+    """The native TTHighSpeedDownloader library could not be used."""
+
+
+class LibraryNotFoundError(LibraryError):
+    """No candidate path held the native library.
+
+    ``tried`` lists every path that was looked at, in lookup order.
+    """
+
+    def __init__(self, tried: Sequence[str], reasons: Sequence[str] = ()) -> None:
+        self.tried: tuple[str, ...] = tuple(tried)
+        self.reasons: tuple[str, ...] = tuple(reasons)
+        lines = ["TTHighSpeedDownloader library not found; tried, in order:"]
+        lines += [f"  {path}" for path in self.tried]
+        lines += [f"  ({reason})" for reason in self.reasons]
+        lines.append(
+            "Pass dll_path=..., set TTHSD_LIBRARY, or put the library in the current directory."
+        )
+        super().__init__("\n".join(lines))
+
+
+class LibraryLoadError(LibraryError):
+    """A library file exists but could not be loaded, or does not export the TTHSD ABI."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot load TTHighSpeedDownloader library {path!r}: {reason}")
+
+
+class DownloaderClosedError(TTHSDError, RuntimeError):
+    """A download was started on a TTHSDownloader after ``close()``."""
+
+
+class CallbackContextError(TTHSDError, RuntimeError):
+    """A call that waits for events was made from inside an event callback.
+
+    Callbacks run on the downloader's dispatcher thread, which is the thread that would
+    have to deliver the awaited ``end`` event: waiting there could never finish.
+    """

@@ -1,0 +1,540 @@
+"""Every foreign declaration of the TTHighSpeedDownloader library, and nothing else.
+
+This is the only module of the package that touches ``ctypes`` pointers.  It
+
+* finds the library (:func:`candidate_paths`, :func:`find_library`): an explicit path, then
+  the environment variable ``TTHSD_LIBRARY``, then ``TTHighSpeedDownloader.<ext>`` in the
+  current directory (what the TTHSD documentation promises), then the copy bundled inside
+  this package; the first candidate that exists is loaded, and when none does,
+  :class:`LibraryNotFoundError` names every path tried;
+* declares every export of ``docs/architecture.md`` with its C prototype above it;
+* wraps them in :class:`NativeLibrary`, whose methods take and return plain Python values
+  (``int``, ``str``, ``dict``) and never raise for an unknown downloader id: the core's
+  ``-1`` comes back as ``-1``, and :meth:`NativeLibrary.last_error` tells why.
+
+Libraries of the Go-era layout (camel-case exports only) are accepted too: each operation
+falls back to its camel-case alias, and operations that such a library lacks return ``-1``
+with a reason in :meth:`NativeLibrary.last_error`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from ctypes import POINTER, c_bool, c_char_p, c_int, c_size_t, c_uint32, c_uint64, c_void_p
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from ._errors import LibraryLoadError, LibraryNotFoundError
+
+__all__ = [
+    "LIBRARY_ENV",
+    "NativeCallback",
+    "NativeLibrary",
+    "candidate_paths",
+    "find_library",
+    "library_file_name",
+    "load_library",
+]
+
+LIBRARY_ENV: Final = "TTHSD_LIBRARY"
+"""Environment variable naming the library file to load."""
+
+_INT_MIN: Final = -(2**31)
+_INT_MAX: Final = 2**31 - 1
+_U32_MAX: Final = 2**32 - 1
+_U64_MAX: Final = 2**64 - 1
+
+
+def library_file_name(platform: str = sys.platform) -> str:
+    """``TTHighSpeedDownloader.dll`` / ``.dylib`` / ``.so``, as the TTHSD documentation names it."""
+    if platform.startswith(("win32", "cygwin")):
+        return "TTHighSpeedDownloader.dll"
+    if platform == "darwin":
+        return "TTHighSpeedDownloader.dylib"
+    return "TTHighSpeedDownloader.so"
+
+
+def _cwd_file_names(platform: str) -> list[str]:
+    names = [library_file_name(platform)]
+    if not platform.startswith(("win32", "cygwin")):
+        # What cargo names the cdylib, for a library copied straight out of target/.
+        names.append("lib" + names[0])
+    return names
+
+
+_PACKAGE_DIR: Final = Path(__file__).resolve().parent
+
+
+def candidate_paths(
+    dll_path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    package_dir: str | os.PathLike[str] | None = None,
+    platform: str = sys.platform,
+) -> list[Path]:
+    """The paths looked at, in order, to find the library.
+
+    An explicit ``dll_path`` is the only candidate (a folder means the library file inside
+    it).  Otherwise: ``$TTHSD_LIBRARY`` if set and non-empty, then the current directory,
+    then this package's folder.  The keyword arguments exist for tests.
+    """
+    if dll_path is not None:
+        path = Path(dll_path)
+        if path.is_dir():
+            return [path / name for name in _cwd_file_names(platform)]
+        return [path]
+    env = os.environ if environ is None else environ
+    base = Path.cwd() if cwd is None else Path(cwd)
+    pkg = _PACKAGE_DIR if package_dir is None else Path(package_dir)
+    paths: list[Path] = []
+    from_env = env.get(LIBRARY_ENV, "")
+    if from_env:
+        paths.append(Path(from_env))
+    paths += [base / name for name in _cwd_file_names(platform)]
+    paths.append(pkg / library_file_name(platform))
+    return [p if p.is_absolute() else base / p for p in paths]
+
+
+def find_library(dll_path: str | os.PathLike[str] | None = None) -> Path:
+    """The first existing candidate of :func:`candidate_paths`, made absolute.
+
+    Raises :class:`LibraryNotFoundError` naming every path tried.
+    """
+    tried = candidate_paths(dll_path)
+    for path in tried:
+        if path.is_file():
+            return path.absolute()
+    raise LibraryNotFoundError([str(p) for p in tried])
+
+
+# ---------------------------------------------------------------------------------------
+# Declarations.  Each C prototype is written above its argtypes/restype.
+
+# typedef void (*tthsd_callback)(const char* event_json, const char* msg_json);
+_CALLBACK_TYPE: Final = ctypes.CFUNCTYPE(None, c_char_p, c_char_p)
+
+_BOOL_P: Final = POINTER(c_bool)
+
+_ArgTypes = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class _Decl:
+    name: str
+    restype: Any
+    argtypes: _ArgTypes
+
+
+_DECLARATIONS: Final[tuple[_Decl, ...]] = (
+    # int start_download(const char* tasks_json, int task_count, int thread_count,
+    #                    int chunk_size_mb, tthsd_callback cb, bool use_callback_url,
+    #                    const char* user_agent, const char* remote_callback_url,
+    #                    const bool* use_socket, const bool* is_multiple,
+    #                    const char* headers_json);
+    _Decl(
+        "start_download",
+        c_int,
+        (
+            c_char_p,
+            c_int,
+            c_int,
+            c_int,
+            _CALLBACK_TYPE,
+            c_bool,
+            c_char_p,
+            c_char_p,
+            _BOOL_P,
+            _BOOL_P,
+            c_char_p,
+        ),
+    ),
+    # int get_downloader(const char* tasks_json, int task_count, int thread_count,
+    #                    int chunk_size_mb, tthsd_callback cb, bool use_callback_url,
+    #                    const char* user_agent, const char* remote_callback_url,
+    #                    const bool* use_socket, const char* headers_json);
+    _Decl(
+        "get_downloader",
+        c_int,
+        (
+            c_char_p,
+            c_int,
+            c_int,
+            c_int,
+            _CALLBACK_TYPE,
+            c_bool,
+            c_char_p,
+            c_char_p,
+            _BOOL_P,
+            c_char_p,
+        ),
+    ),
+    # int start_download_id(int id);
+    _Decl("start_download_id", c_int, (c_int,)),
+    # int start_multiple_downloads_id(int id);
+    _Decl("start_multiple_downloads_id", c_int, (c_int,)),
+    # int pause_download(int id);
+    _Decl("pause_download", c_int, (c_int,)),
+    # int resume_download(int id);
+    _Decl("resume_download", c_int, (c_int,)),
+    # int stop_download(int id);
+    _Decl("stop_download", c_int, (c_int,)),
+    # int set_speed_limit(int id, uint64_t bytes_per_second);
+    _Decl("set_speed_limit", c_int, (c_int, c_uint64)),
+    # int set_proxy(int id, const char* proxy_url);
+    _Decl("set_proxy", c_int, (c_int, c_char_p)),
+    # int set_retry_config(int id, uint32_t max_retries, uint64_t retry_delay_ms,
+    #                      uint64_t max_retry_delay_ms);
+    _Decl("set_retry_config", c_int, (c_int, c_uint32, c_uint64, c_uint64)),
+    # char* get_performance_stats(int id);   /* free with free_string */
+    # (c_void_p, not c_char_p: ctypes would copy a c_char_p result into bytes and lose the
+    # pointer that free_string needs.)
+    _Decl("get_performance_stats", c_void_p, (c_int,)),
+    # void free_string(char* s);
+    _Decl("free_string", None, (c_void_p,)),
+    # Go-era aliases.
+    # int startDownload(const char* tasks_json, int task_count, int thread_count,
+    #                   int chunk_size_mb, tthsd_callback cb, bool use_callback_url,
+    #                   const char* user_agent, const char* remote_callback_url,
+    #                   const bool* use_socket, const bool* is_multiple);
+    _Decl(
+        "startDownload",
+        c_int,
+        (
+            c_char_p,
+            c_int,
+            c_int,
+            c_int,
+            _CALLBACK_TYPE,
+            c_bool,
+            c_char_p,
+            c_char_p,
+            _BOOL_P,
+            _BOOL_P,
+        ),
+    ),
+    # int getDownloader(const char* tasks_json, int task_count, int thread_count,
+    #                   int chunk_size_mb, tthsd_callback cb, bool use_callback_url,
+    #                   const char* user_agent, const char* remote_callback_url,
+    #                   const bool* use_socket);
+    _Decl(
+        "getDownloader",
+        c_int,
+        (c_char_p, c_int, c_int, c_int, _CALLBACK_TYPE, c_bool, c_char_p, c_char_p, _BOOL_P),
+    ),
+    # int startDownload_ID(int id);
+    _Decl("startDownload_ID", c_int, (c_int,)),
+    # int startMultipleDownloads_ID(int id);
+    _Decl("startMultipleDownloads_ID", c_int, (c_int,)),
+    # int pauseDownload(int id);
+    _Decl("pauseDownload", c_int, (c_int,)),
+    # int resumeDownload(int id);
+    _Decl("resumeDownload", c_int, (c_int,)),
+    # int stopDownload(int id);
+    _Decl("stopDownload", c_int, (c_int,)),
+    # Our additions.
+    # const char* tthsd_version(void);   /* static, never freed */
+    _Decl("tthsd_version", c_char_p, ()),
+    # int tthsd_abi_version(void);
+    _Decl("tthsd_abi_version", c_int, ()),
+    # int tthsd_last_error(char* buf, size_t len);
+    _Decl("tthsd_last_error", c_int, (POINTER(ctypes.c_char), c_size_t)),
+    # int tthsd_set_timeouts(int id, uint64_t connect_timeout_ms, uint64_t read_timeout_ms);
+    _Decl("tthsd_set_timeouts", c_int, (c_int, c_uint64, c_uint64)),
+)
+
+# Snake-case name -> Go-era alias used when a library lacks the snake-case export.
+_ALIASES: Final[Mapping[str, str]] = {
+    "start_download": "startDownload",
+    "get_downloader": "getDownloader",
+    "start_download_id": "startDownload_ID",
+    "start_multiple_downloads_id": "startMultipleDownloads_ID",
+    "pause_download": "pauseDownload",
+    "resume_download": "resumeDownload",
+    "stop_download": "stopDownload",
+}
+
+
+class NativeCallback:
+    """A C callback of type ``tthsd_callback`` wrapping a Python function.
+
+    The core holds the raw function pointer; this object owns the ctypes thunk behind it.
+    Keep it referenced for as long as the core may call it, i.e. until ``stop_download`` of
+    the downloader it was given to has returned.
+    """
+
+    __slots__ = ("_thunk",)
+
+    def __init__(self, fn: Callable[[bytes | None, bytes | None], None]) -> None:
+        def thunk(event_json: bytes | None, msg_json: bytes | None) -> None:
+            # Runs on the core's event thread: nothing may unwind into C.
+            with contextlib.suppress(BaseException):
+                fn(event_json, msg_json)
+
+        self._thunk = _CALLBACK_TYPE(thunk)
+
+
+def _c_str(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    if "\0" in value:
+        raise ValueError(f"string contains a NUL character: {value!r}")
+    return value.encode("utf-8")
+
+
+def _c_bool_p(value: bool | None) -> Any:
+    """``const bool*``: NULL for None ("not given"), else a pointer to a bool."""
+    return None if value is None else ctypes.pointer(c_bool(bool(value)))
+
+
+def _check_id(downloader_id: int) -> bool:
+    if isinstance(downloader_id, bool) or not isinstance(downloader_id, int):
+        raise TypeError(f"downloader id must be an int, not {type(downloader_id).__name__}")
+    return _INT_MIN <= downloader_id <= _INT_MAX
+
+
+def _check_unsigned(name: str, value: int, maximum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value <= maximum:
+        raise ValueError(f"{name} must be between 0 and {maximum}, got {value}")
+
+
+class NativeLibrary:
+    """One loaded TTHighSpeedDownloader library, with typed Python wrappers.
+
+    Thread-safe: the core's functions may be called from any thread, and the only Python
+    state is per thread (the reason of a failure detected on the Python side).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = str(path)
+        try:
+            self._lib = ctypes.CDLL(self.path)
+        except OSError as exc:
+            raise LibraryLoadError(self.path, str(exc)) from exc
+        self._fns: dict[str, Any] = {}
+        for decl in _DECLARATIONS:
+            try:
+                fn = getattr(self._lib, decl.name)
+            except AttributeError:
+                continue
+            fn.restype = decl.restype
+            fn.argtypes = decl.argtypes
+            self._fns[decl.name] = fn
+        if not ({"start_download", "startDownload"} & self._fns.keys()):
+            raise LibraryLoadError(
+                self.path, "exports neither start_download nor startDownload: not a TTHSD core"
+            )
+        self._local = threading.local()
+
+    # -- introspection
+    def exports(self, name: str) -> bool:
+        """Whether the library exports the function ``name``."""
+        return name in self._fns
+
+    @property
+    def version(self) -> str | None:
+        """``tthsd_version()``, or None for a library without it."""
+        fn = self._fns.get("tthsd_version")
+        if fn is None:
+            return None
+        raw: bytes | None = fn()
+        return None if raw is None else raw.decode("utf-8", "replace")
+
+    @property
+    def abi_version(self) -> int | None:
+        """``tthsd_abi_version()``, or None for a library without it."""
+        fn = self._fns.get("tthsd_abi_version")
+        return None if fn is None else int(fn())
+
+    # -- errors
+    def _fail(self, reason: str) -> int:
+        self._local.error = reason
+        return -1
+
+    def _fn(self, name: str) -> Any:
+        """The export ``name`` or its Go-era alias; None if the library has neither."""
+        self._local.error = None
+        fn = self._fns.get(name)
+        if fn is None and name in _ALIASES:
+            fn = self._fns.get(_ALIASES[name])
+        return fn
+
+    def last_error(self) -> str:
+        """Why the last failed call on this thread failed ("" if it did not fail)."""
+        local_error: str | None = getattr(self._local, "error", None)
+        if local_error is not None:
+            return local_error
+        fn = self._fns.get("tthsd_last_error")
+        if fn is None:
+            return ""
+        size = 1024
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            full = int(fn(buf, size))
+            if full < size:
+                break
+            size = full + 1
+        return buf.value.decode("utf-8", "replace")
+
+    # -- creating downloaders
+    def start_download(
+        self,
+        tasks_json: str,
+        task_count: int,
+        thread_count: int,
+        chunk_size_mb: int,
+        callback: NativeCallback,
+        use_callback_url: bool,
+        user_agent: str | None,
+        remote_callback_url: str | None,
+        use_socket: bool | None,
+        is_multiple: bool | None,
+        headers_json: str | None,
+    ) -> int:
+        """``start_download``: a new downloader id (> 0), started; -1 on failure."""
+        args = (
+            _c_str(tasks_json), task_count, thread_count, chunk_size_mb, callback._thunk,
+            bool(use_callback_url), _c_str(user_agent), _c_str(remote_callback_url),
+            _c_bool_p(use_socket), _c_bool_p(is_multiple),
+        )  # fmt: skip
+        fn = self._fns.get("start_download")
+        self._local.error = None
+        if fn is not None:
+            return int(fn(*args, _c_str(headers_json)))
+        if headers_json is not None:
+            return self._fail("this library (Go-era layout) does not support headers")
+        return int(self._fns["startDownload"](*args))
+
+    def get_downloader(
+        self,
+        tasks_json: str,
+        task_count: int,
+        thread_count: int,
+        chunk_size_mb: int,
+        callback: NativeCallback,
+        use_callback_url: bool,
+        user_agent: str | None,
+        remote_callback_url: str | None,
+        use_socket: bool | None,
+        headers_json: str | None,
+    ) -> int:
+        """``get_downloader``: a new downloader id (> 0), created but not started; -1."""
+        args = (
+            _c_str(tasks_json), task_count, thread_count, chunk_size_mb, callback._thunk,
+            bool(use_callback_url), _c_str(user_agent), _c_str(remote_callback_url),
+            _c_bool_p(use_socket),
+        )  # fmt: skip
+        fn = self._fns.get("get_downloader")
+        self._local.error = None
+        if fn is not None:
+            return int(fn(*args, _c_str(headers_json)))
+        if headers_json is not None:
+            return self._fail("this library (Go-era layout) does not support headers")
+        alias = self._fns.get("getDownloader")
+        if alias is None:
+            return self._fail("this library exports neither get_downloader nor getDownloader")
+        return int(alias(*args))
+
+    # -- controlling downloaders
+    def _call_id(self, name: str, downloader_id: int, *rest: Any) -> int:
+        fn = self._fn(name)
+        if fn is None:
+            return self._fail(f"this library does not export {name}")
+        if not _check_id(downloader_id):
+            return self._fail(f"no downloader with id {downloader_id}")
+        return int(fn(downloader_id, *rest))
+
+    def start_download_id(self, downloader_id: int) -> int:
+        """``start_download_id``: run the tasks one after another. 0, or -1."""
+        return self._call_id("start_download_id", downloader_id)
+
+    def start_multiple_downloads_id(self, downloader_id: int) -> int:
+        """``start_multiple_downloads_id``: run the tasks at the same time. 0, or -1."""
+        return self._call_id("start_multiple_downloads_id", downloader_id)
+
+    def pause_download(self, downloader_id: int) -> int:
+        """``pause_download``. 0, or -1."""
+        return self._call_id("pause_download", downloader_id)
+
+    def resume_download(self, downloader_id: int) -> int:
+        """``resume_download``. 0, or -1."""
+        return self._call_id("resume_download", downloader_id)
+
+    def stop_download(self, downloader_id: int) -> int:
+        """``stop_download``: returns once the core will make no more callbacks for the id."""
+        return self._call_id("stop_download", downloader_id)
+
+    def set_speed_limit(self, downloader_id: int, bytes_per_second: int) -> int:
+        """``set_speed_limit``; 0 means unlimited. 0, or -1."""
+        _check_unsigned("bytes_per_second", bytes_per_second, _U64_MAX)
+        return self._call_id("set_speed_limit", downloader_id, bytes_per_second)
+
+    def set_proxy(self, downloader_id: int, proxy_url: str | None) -> int:
+        """``set_proxy``; None or "" means no proxy. 0, or -1."""
+        return self._call_id("set_proxy", downloader_id, _c_str(proxy_url))
+
+    def set_retry_config(
+        self, downloader_id: int, max_retries: int, retry_delay_ms: int, max_retry_delay_ms: int
+    ) -> int:
+        """``set_retry_config``. 0, or -1."""
+        _check_unsigned("max_retries", max_retries, _U32_MAX)
+        _check_unsigned("retry_delay_ms", retry_delay_ms, _U64_MAX)
+        _check_unsigned("max_retry_delay_ms", max_retry_delay_ms, _U64_MAX)
+        return self._call_id(
+            "set_retry_config", downloader_id, max_retries, retry_delay_ms, max_retry_delay_ms
+        )
+
+    def set_timeouts(
+        self, downloader_id: int, connect_timeout_ms: int, read_timeout_ms: int
+    ) -> int:
+        """``tthsd_set_timeouts``. 0, or -1."""
+        _check_unsigned("connect_timeout_ms", connect_timeout_ms, _U64_MAX)
+        _check_unsigned("read_timeout_ms", read_timeout_ms, _U64_MAX)
+        return self._call_id(
+            "tthsd_set_timeouts", downloader_id, connect_timeout_ms, read_timeout_ms
+        )
+
+    def get_performance_stats(self, downloader_id: int) -> dict[str, Any]:
+        """``get_performance_stats``, decoded; ``{}`` for an unknown id or a library without it."""
+        fn = self._fn("get_performance_stats")
+        if fn is None or not _check_id(downloader_id):
+            return {}
+        pointer: int | None = fn(downloader_id)
+        if not pointer:
+            return {}
+        try:
+            raw = ctypes.string_at(pointer)
+        finally:
+            free = self._fns.get("free_string")
+            if free is not None:
+                free(pointer)
+        try:
+            value = json.loads(raw.decode("utf-8", "replace"))
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+
+_cache: dict[str, NativeLibrary] = {}
+_cache_lock = threading.Lock()
+
+
+def load_library(dll_path: str | os.PathLike[str] | None = None) -> NativeLibrary:
+    """Find (see :func:`find_library`) and load the library; one instance per file."""
+    path = find_library(dll_path)
+    key = os.path.realpath(path)
+    with _cache_lock:
+        lib = _cache.get(key)
+        if lib is None:
+            lib = NativeLibrary(path)
+            _cache[key] = lib
+        return lib

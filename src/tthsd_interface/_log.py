@@ -1,0 +1,234 @@
+"""``_TIlog``: the package's asynchronous, thread-safe logger.
+
+Records go through a :class:`logging.handlers.QueueHandler` to one background
+:class:`~logging.handlers.QueueListener`, which writes them at level INFO to
+
+* the console (standard error), and
+* the file ``TTHSDPyInter.log``: next to ``sys.executable`` in a frozen program
+  (PyInstaller and the like), otherwise in the current directory.
+
+Nothing happens at import: the listener thread starts with the first record, and the file
+is opened (created) when the first record is written to it.  Where it goes is decided at
+that moment, in this order:
+
+1. :func:`set_log_file` (``None`` disables the file),
+2. the environment variable ``TTHSD_LOG_FILE``: a path, or the empty string to disable,
+3. the default location above.
+
+:func:`set_console_logging` turns the console copy off and on.  Both functions may be
+called at any time from any thread; records already queued are written to the old
+destination first.  The logger is ``logging.getLogger("tthsd_interface")``, so its level
+can be changed the usual way.  It does not propagate to the root logger (it has its own
+console handler, and would otherwise print twice).
+
+The logger and its listener are shared by every ``TTHSDownloader``: logging is
+thread-safe and the only mutable state here is behind one lock.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import sys
+import threading
+from logging.handlers import QueueHandler, QueueListener
+from pathlib import Path
+from typing import Final, TextIO
+
+__all__ = [
+    "LOG_FILE_ENV",
+    "LOG_FILE_NAME",
+    "LOGGER_NAME",
+    "_TIlog",
+    "current_log_file",
+    "set_console_logging",
+    "set_log_file",
+]
+
+LOGGER_NAME: Final = "tthsd_interface"
+LOG_FILE_NAME: Final = "TTHSDPyInter.log"
+LOG_FILE_ENV: Final = "TTHSD_LOG_FILE"
+_FORMAT: Final = "%(asctime)s [%(levelname)s] %(threadName)s: %(message)s"
+
+
+def default_log_dir() -> Path:
+    """The folder of ``TTHSDPyInter.log`` when nothing overrides it."""
+    if getattr(sys, "frozen", False):
+        return Path(sys.executable).resolve().parent
+    return Path.cwd()
+
+
+class _LazyFileHandler(logging.FileHandler):
+    """A file handler that creates its file on the first record and, if the file cannot
+    be opened, says so once on standard error and stops trying (instead of printing a
+    traceback for every record)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, mode="a", encoding="utf-8", delay=True)
+        self._broken = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._broken:
+            return
+        if self.stream is None:
+            try:
+                Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+                self.stream = self._open()
+            except OSError as exc:
+                self._broken = True
+                print(
+                    f"tthsd_interface: cannot write log file {self.baseFilename}: {exc}",
+                    file=sys.stderr,
+                )
+                return
+        super().emit(record)
+
+
+class _Unset:
+    pass
+
+
+_UNSET: Final = _Unset()
+
+
+class _LogState:
+    """Everything mutable about logging, behind ``self._lock``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        self._listener: QueueListener | None = None
+        self._handlers: list[logging.Handler] = []
+        self._file_choice: Path | _Unset | None = _UNSET
+        self._file: Path | None = None
+        self._console = True
+        self._shut_down = False
+
+    # -- called from _StartingQueueHandler.emit, on any thread
+    def ensure_started(self) -> bool:
+        """Start the listener if needed; False once shut down (then write synchronously)."""
+        if self._listener is not None:
+            return True
+        with self._lock:
+            if self._shut_down:
+                return False
+            if self._listener is None:
+                self._start_locked()
+            return True
+
+    def handle_synchronously(self, record: logging.LogRecord) -> None:
+        with self._lock:
+            if not self._handlers:
+                self._handlers = self._make_handlers()
+            for handler in self._handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+
+    def _resolve_file(self) -> Path | None:
+        if not isinstance(self._file_choice, _Unset):
+            return self._file_choice
+        env = os.environ.get(LOG_FILE_ENV)
+        if env is not None:
+            return Path(env).absolute() if env else None
+        return default_log_dir() / LOG_FILE_NAME
+
+    def _make_handlers(self) -> list[logging.Handler]:
+        formatter = logging.Formatter(_FORMAT)
+        handlers: list[logging.Handler] = []
+        if self._console:
+            console: logging.StreamHandler[TextIO] = logging.StreamHandler(sys.stderr)
+            handlers.append(console)
+        self._file = self._resolve_file()
+        if self._file is not None:
+            handlers.append(_LazyFileHandler(self._file))
+        for handler in handlers:
+            handler.setFormatter(formatter)
+        return handlers
+
+    def _start_locked(self) -> None:
+        self._handlers = self._make_handlers()
+        listener = QueueListener(self.queue, *self._handlers, respect_handler_level=True)
+        listener.start()
+        self._listener = listener
+
+    def _stop_locked(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()  # writes what is queued, then joins the thread
+            self._listener = None
+        for handler in self._handlers:
+            handler.close()
+        self._handlers = []
+
+    def reconfigure(
+        self, *, file: Path | _Unset | None = _UNSET, console: bool | None = None
+    ) -> None:
+        with self._lock:
+            running = self._listener is not None
+            self._stop_locked()
+            if not isinstance(file, _Unset):
+                self._file_choice = file
+            if console is not None:
+                self._console = console
+            if running and not self._shut_down:
+                self._start_locked()
+
+    def current_file(self) -> Path | None:
+        with self._lock:
+            if self._listener is not None or self._handlers:
+                return self._file
+            return self._resolve_file()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._stop_locked()
+            self._shut_down = True
+
+
+_state = _LogState()
+
+
+class _StartingQueueHandler(QueueHandler):
+    """Starts the listener with the first record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _state.ensure_started():
+            super().emit(record)
+        else:
+            _state.handle_synchronously(record)
+
+
+def _make_logger() -> logging.Logger:
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not any(isinstance(h, _StartingQueueHandler) for h in logger.handlers):
+        logger.addHandler(_StartingQueueHandler(_state.queue))
+    return logger
+
+
+_TIlog: Final[logging.Logger] = _make_logger()
+"""The package logger (the name the TTHSD documentation uses)."""
+
+# Flush what is queued at interpreter exit; records logged after this are written
+# synchronously.
+atexit.register(_state.shutdown)
+
+
+def set_log_file(path: str | os.PathLike[str] | None) -> None:
+    """Write the log to ``path`` from now on, or nowhere when ``path`` is ``None``.
+
+    Overrides ``TTHSD_LOG_FILE``.  The file is created on the next record.
+    """
+    _state.reconfigure(file=None if path is None else Path(path).absolute())
+
+
+def set_console_logging(enabled: bool) -> None:
+    """Turn the copy of the log on standard error on or off (on by default)."""
+    _state.reconfigure(console=enabled)
+
+
+def current_log_file() -> Path | None:
+    """Where the log file is (or would be, if nothing has been logged yet); None if off."""
+    return _state.current_file()

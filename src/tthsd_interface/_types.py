@@ -1,0 +1,155 @@
+"""Typed shapes of what the core sends to callbacks (ABI.md section 4).
+
+Callbacks receive two plain ``dict`` objects at run time; these ``TypedDict`` classes only
+describe them for type checkers and readers.  The core may add keys, never remove them,
+so every shape here is a lower bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, TypeAlias, TypedDict
+
+__all__ = [
+    "Callback",
+    "EmptyMsg",
+    "EndOneMsg",
+    "ErrMsg",
+    "ErrorCode",
+    "Event",
+    "EventType",
+    "Msg",
+    "PerformanceStats",
+    "StartOneMsg",
+    "TaskStats",
+    "TextMsg",
+    "UpdateMsg",
+]
+
+EventType: TypeAlias = Literal["start", "startOne", "update", "end", "endOne", "msg", "err"]
+"""The ``Type`` of an event."""
+
+ErrorCode: TypeAlias = Literal[
+    "http_status",
+    "range_unsupported",
+    "checksum_mismatch",
+    "disk_full",
+    "timeout",
+    "network",
+    "tls",
+    "io",
+    "too_many_redirects",
+    "bad_redirect",
+    "file_changed",
+    "size_mismatch",
+    "invalid_task",
+]
+"""The stable machine codes of ``err`` events known when this package was written.
+
+Newer cores may send other codes, so code that matches on them should keep a default.
+"""
+
+
+class Event(TypedDict):
+    """The first callback argument.
+
+    Downloader-wide events (``start``, ``end``, most ``msg``) carry ``ShowName`` ``"Global"``
+    and ``ID`` ``""``; task events carry the task's show name and id.
+    """
+
+    Type: EventType
+    Name: str
+    ShowName: str
+    ID: str
+
+
+class EmptyMsg(TypedDict):
+    """``msg`` of ``start`` and ``end``: no keys."""
+
+
+class StartOneMsg(TypedDict):
+    """``msg`` of ``startOne``: a task begins."""
+
+    URL: str
+    SavePath: str
+    ShowName: str
+    Index: int
+    """1-based position of the task in the downloader."""
+    Total: int
+    """Number of tasks in the downloader."""
+
+
+class EndOneMsg(StartOneMsg):
+    """``msg`` of ``endOne``: a task ended, successfully or not."""
+
+    Success: bool
+
+
+class UpdateMsg(TypedDict):
+    """``msg`` of ``update``: progress of one task."""
+
+    Downloaded: int
+    """Bytes of this file downloaded so far."""
+    Total: int
+    """Size of the file in bytes; 0 when unknown."""
+    Speed: float
+    """Smoothed speed in bytes per second."""
+
+
+class TextMsg(TypedDict):
+    """``msg`` of ``msg``: retries, pause, resume, stop and other notices."""
+
+    Text: str
+
+
+class ErrMsg(TypedDict):
+    """``msg`` of ``err``: a task or the run failed."""
+
+    Error: str
+    """A human sentence."""
+    Code: str
+    """A stable machine code, see :data:`ErrorCode`."""
+
+
+Msg: TypeAlias = EmptyMsg | StartOneMsg | EndOneMsg | UpdateMsg | TextMsg | ErrMsg
+"""Any of the ``msg`` shapes."""
+
+Callback: TypeAlias = (
+    Callable[[Event, dict[str, Any]], object] | Callable[[dict[str, Any], dict[str, Any]], object]
+)
+"""A user callback: ``callback(event, msg)``.
+
+Both styles of the TTHSD documentation type-check: ``def cb(event: dict, msg: dict)`` and
+``def cb(event: Event, msg: dict[str, str | int | float])``.  Its return value is ignored.
+"""
+
+
+class TaskStats(TypedDict, total=False):
+    """One task inside :class:`PerformanceStats`."""
+
+    id: str
+    show_name: str
+    url: str
+    save_path: str
+    state: Literal["pending", "running", "paused", "done", "failed"]
+    downloaded: int
+    total: int
+    error: str | None
+
+
+class PerformanceStats(TypedDict, total=False):
+    """What ``get_performance_stats`` returns for a known downloader (``{}`` otherwise)."""
+
+    state: Literal["created", "running", "paused", "finished", "failed", "stopped"]
+    downloaded: int
+    total: int
+    speed: float
+    average_speed: float
+    elapsed: float
+    bytes_fetched: int
+    retries: int
+    connections: int
+    thread_count: int
+    chunk_size: int
+    speed_limit: int
+    tasks: list[TaskStats]
