@@ -6,4 +6,4 @@
 
 from tthsd_interface import *  # noqa: F403
 from tthsd_interface import __all__, __version__  # noqa: F401
-from tthsd_interface._log import _TIlog  # noqa: F401
+from tthsd_interface._log import _TIlog as _TIlog

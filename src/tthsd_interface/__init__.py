@@ -28,8 +28,10 @@ from ._log import (
     LOG_FILE_ENV,
     LOG_FILE_NAME,
     current_log_file,
+    flush_log,
     set_console_logging,
     set_log_file,
+    use_default_log_file,
 )
 from ._types import (
     Callback,
@@ -77,7 +79,9 @@ __all__ = [
     "candidate_paths",
     "current_log_file",
     "find_library",
+    "flush_log",
     "library_file_name",
     "set_console_logging",
     "set_log_file",
+    "use_default_log_file",
 ]

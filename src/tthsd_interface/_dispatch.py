@@ -53,6 +53,8 @@ class Run:
     """``end`` events expected and not delivered yet (guarded by the dispatcher lock)."""
     stopped: bool = False
     """``stop_download`` returned 0 for this id (the core released it)."""
+    muted: bool = False
+    """Deliver nothing more of this run to the user callback."""
     events: int = field(default=0, repr=False)
 
 
@@ -118,6 +120,13 @@ class Dispatcher:
         with self._cond:
             run.pending_ends = max(0, run.pending_ends - 1)
             self._cond.notify_all()
+
+    def mute_if_idle(self, run: Run) -> None:
+        """Mute ``run`` if it expects no ``end`` (it ended, or never started): releasing it
+        at close must not show the user a "Download stopped" after a finished download."""
+        with self._cond:
+            if run.pending_ends == 0:
+                run.muted = True
 
     def stopped(self, run: Run) -> None:
         """``stop_download`` returned 0: every event of the id is already queued."""
@@ -227,7 +236,7 @@ class Dispatcher:
         run.events += 1
         event_type = event.get("Type")
         callback = run.callback
-        skip = self._muted or (self._closing and event_type == "update")
+        skip = self._muted or run.muted or (self._closing and event_type == "update")
         if callback is not None and not skip:
             _call_user(callback, event, msg, run.downloader_id)
         if event_type == "end":

@@ -149,10 +149,11 @@ class _Session:
             if self.closed:
                 return
             self.closed = True
-            live = [r.downloader_id for r in self.runs.values() if not r.stopped]
+            live = [r for r in self.runs.values() if not r.stopped]
         self.dispatcher.begin_close()
-        for downloader_id in live:
-            self.stop(downloader_id)
+        for run in live:
+            self.dispatcher.mute_if_idle(run)
+            self.stop(run.downloader_id)
         self.dispatcher.shutdown()
 
 
@@ -444,10 +445,12 @@ class TTHSDownloader:
         its dispatcher thread.
 
         When it returns, no callback of this instance is running or will run (called
-        from inside a callback: none will run after that callback returns).  Queued
-        ``msg``/``err``/``endOne``/``end`` events are delivered before, progress
-        ``update`` events are dropped.  Idempotent; also runs when the instance is
-        garbage-collected and at interpreter exit.
+        from inside a callback: none will run after that callback returns).  Of a run
+        that was still going on, the queued ``msg``/``err``/``endOne`` events and the
+        final "Download stopped" and ``end`` are delivered first, queued progress
+        ``update`` events are dropped; a downloader whose run had already ended is
+        released silently.  Idempotent; also runs when the instance is garbage-collected
+        and at interpreter exit.
         """
         self._finalizer()
 

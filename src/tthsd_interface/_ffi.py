@@ -270,7 +270,7 @@ class NativeCallback:
     the downloader it was given to has returned.
     """
 
-    __slots__ = ("_thunk",)
+    __slots__ = ("__weakref__", "_thunk")
 
     def __init__(self, fn: Callable[[bytes | None, bytes | None], None]) -> None:
         def thunk(event_json: bytes | None, msg_json: bytes | None) -> None:

@@ -15,7 +15,9 @@ that moment, in this order:
 2. the environment variable ``TTHSD_LOG_FILE``: a path, or the empty string to disable,
 3. the default location above.
 
-:func:`set_console_logging` turns the console copy off and on.  Both functions may be
+:func:`use_default_log_file` undoes :func:`set_log_file`, :func:`set_console_logging` turns
+the console copy off and on, and :func:`flush_log` waits until everything logged so far is
+written.  Both functions may be
 called at any time from any thread; records already queued are written to the old
 destination first.  The logger is ``logging.getLogger("tthsd_interface")``, so its level
 can be changed the usual way.  It does not propagate to the root logger (it has its own
@@ -35,7 +37,7 @@ import sys
 import threading
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Final
 
 __all__ = [
     "LOG_FILE_ENV",
@@ -43,8 +45,10 @@ __all__ = [
     "LOGGER_NAME",
     "_TIlog",
     "current_log_file",
+    "flush_log",
     "set_console_logging",
     "set_log_file",
+    "use_default_log_file",
 ]
 
 LOGGER_NAME: Final = "tthsd_interface"
@@ -83,6 +87,18 @@ class _LazyFileHandler(logging.FileHandler):
                     file=sys.stderr,
                 )
                 return
+        super().emit(record)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when the record is written (a program, or a
+    test runner, may replace it after the handler was made)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
         super().emit(record)
 
 
@@ -138,8 +154,7 @@ class _LogState:
         formatter = logging.Formatter(_FORMAT)
         handlers: list[logging.Handler] = []
         if self._console:
-            console: logging.StreamHandler[TextIO] = logging.StreamHandler(sys.stderr)
-            handlers.append(console)
+            handlers.append(_StderrHandler())
         self._file = self._resolve_file()
         if self._file is not None:
             handlers.append(_LazyFileHandler(self._file))
@@ -162,16 +177,28 @@ class _LogState:
         self._handlers = []
 
     def reconfigure(
-        self, *, file: Path | _Unset | None = _UNSET, console: bool | None = None
+        self,
+        *,
+        file: Path | _Unset | None = _UNSET,
+        console: bool | None = None,
+        reset_file: bool = False,
     ) -> None:
         with self._lock:
             running = self._listener is not None
             self._stop_locked()
-            if not isinstance(file, _Unset):
+            if reset_file:
+                self._file_choice = _UNSET
+            elif not isinstance(file, _Unset):
                 self._file_choice = file
             if console is not None:
                 self._console = console
             if running and not self._shut_down:
+                self._start_locked()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._listener is not None:
+                self._stop_locked()  # drains the queue into the handlers
                 self._start_locked()
 
     def current_file(self) -> Path | None:
@@ -227,6 +254,16 @@ def set_log_file(path: str | os.PathLike[str] | None) -> None:
 def set_console_logging(enabled: bool) -> None:
     """Turn the copy of the log on standard error on or off (on by default)."""
     _state.reconfigure(console=enabled)
+
+
+def use_default_log_file() -> None:
+    """Undo :func:`set_log_file`: back to ``TTHSD_LOG_FILE`` or the default location."""
+    _state.reconfigure(reset_file=True)
+
+
+def flush_log() -> None:
+    """Block until every record logged so far has been written."""
+    _state.flush()
 
 
 def current_log_file() -> Path | None:

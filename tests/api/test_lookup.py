@@ -1,0 +1,150 @@
+"""Library lookup: explicit path, then TTHSD_LIBRARY, then the current directory, then the
+copy bundled in the package; a failure names every path tried."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import tthsd_interface
+from tthsd_interface import (
+    LibraryLoadError,
+    LibraryNotFoundError,
+    TTHSDownloader,
+    candidate_paths,
+    library_file_name,
+)
+from tthsd_interface._ffi import find_library
+
+LINUX = "linux"
+
+
+def test_file_names_follow_the_documentation() -> None:
+    assert library_file_name("win32") == "TTHighSpeedDownloader.dll"
+    assert library_file_name("darwin") == "TTHighSpeedDownloader.dylib"
+    assert library_file_name("linux") == "TTHighSpeedDownloader.so"
+
+
+def test_order_is_env_then_cwd_then_package(tmp_path: Path) -> None:
+    paths = candidate_paths(
+        environ={"TTHSD_LIBRARY": "/opt/core/libx.so"},
+        cwd=tmp_path / "cwd",
+        package_dir=tmp_path / "pkg",
+        platform=LINUX,
+    )
+    assert paths == [
+        Path("/opt/core/libx.so"),
+        tmp_path / "cwd" / "TTHighSpeedDownloader.so",
+        tmp_path / "cwd" / "libTTHighSpeedDownloader.so",
+        tmp_path / "pkg" / "TTHighSpeedDownloader.so",
+    ]
+
+
+def test_empty_env_variable_is_ignored(tmp_path: Path) -> None:
+    paths = candidate_paths(
+        environ={"TTHSD_LIBRARY": ""}, cwd=tmp_path, package_dir=tmp_path / "p", platform=LINUX
+    )
+    assert paths[0] == tmp_path / "TTHighSpeedDownloader.so"
+
+
+def test_relative_env_path_is_taken_from_cwd(tmp_path: Path) -> None:
+    paths = candidate_paths(
+        environ={"TTHSD_LIBRARY": "lib/core.so"}, cwd=tmp_path, package_dir=tmp_path, platform=LINUX
+    )
+    assert paths[0] == tmp_path / "lib" / "core.so"
+
+
+def test_windows_and_macos_names(tmp_path: Path) -> None:
+    win = candidate_paths(environ={}, cwd=tmp_path, package_dir=tmp_path, platform="win32")
+    assert [p.name for p in win] == ["TTHighSpeedDownloader.dll", "TTHighSpeedDownloader.dll"]
+    mac = candidate_paths(environ={}, cwd=tmp_path, package_dir=tmp_path, platform="darwin")
+    assert mac[0].name == "TTHighSpeedDownloader.dylib"
+
+
+def test_explicit_path_is_the_only_candidate(tmp_path: Path) -> None:
+    explicit = tmp_path / "mine.so"
+    assert candidate_paths(explicit, environ={"TTHSD_LIBRARY": "/x.so"}) == [explicit]
+
+
+def test_explicit_folder_means_the_library_inside(tmp_path: Path) -> None:
+    paths = candidate_paths(tmp_path, platform=LINUX)
+    assert paths[0] == tmp_path / "TTHighSpeedDownloader.so"
+
+
+def test_first_existing_candidate_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_core: Path
+) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    shutil.copy(fake_core, cwd / library_file_name())
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("TTHSD_LIBRARY", raising=False)
+    assert find_library() == cwd / library_file_name()
+    # The environment variable comes before the current directory.
+    monkeypatch.setenv("TTHSD_LIBRARY", str(fake_core))
+    assert find_library() == fake_core
+    # A missing TTHSD_LIBRARY file falls through to the next candidate.
+    monkeypatch.setenv("TTHSD_LIBRARY", str(tmp_path / "nope.so"))
+    assert find_library() == cwd / library_file_name()
+
+
+def test_downloader_loads_the_library_of_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_core: Path
+) -> None:
+    """What the documentation promises: TTHSDownloader() with the library in the CWD."""
+    shutil.copy(fake_core, tmp_path / library_file_name())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TTHSD_LIBRARY", raising=False)
+    dl = TTHSDownloader()
+    try:
+        assert dl.library_path == tmp_path / library_file_name()
+        assert dl.core_version == "0.0.0-fake"
+    finally:
+        dl.close()
+
+
+def test_not_found_names_every_path_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TTHSD_LIBRARY", str(tmp_path / "env.so"))
+    monkeypatch.setattr(tthsd_interface._ffi, "_PACKAGE_DIR", tmp_path / "pkg")
+    with pytest.raises(LibraryNotFoundError) as info:
+        TTHSDownloader()
+    tried = info.value.tried
+    assert tried == tuple(str(p) for p in candidate_paths())
+    assert tried[0] == str(tmp_path / "env.so")
+    assert tried[-1] == str(tmp_path / "pkg" / library_file_name())
+    for path in tried:
+        assert path in str(info.value)
+
+
+def test_missing_explicit_path_does_not_fall_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_core: Path
+) -> None:
+    monkeypatch.setenv("TTHSD_LIBRARY", str(fake_core))
+    with pytest.raises(LibraryNotFoundError) as info:
+        TTHSDownloader(dll_path=tmp_path / "absent.so")
+    assert info.value.tried == (str(tmp_path / "absent.so"),)
+    assert isinstance(info.value, tthsd_interface.TTHSDError)
+    assert isinstance(info.value, OSError)
+
+
+def test_a_file_that_is_not_a_library(tmp_path: Path) -> None:
+    bogus = tmp_path / "TTHighSpeedDownloader.so"
+    bogus.write_bytes(b"not an ELF file")
+    with pytest.raises(LibraryLoadError) as info:
+        TTHSDownloader(bogus)
+    assert str(bogus) in str(info.value)
+
+
+def test_a_library_that_is_not_a_tthsd_core(tmp_path: Path, fake_core: Path) -> None:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc is not None  # fake_core needed one
+    source = tmp_path / "other.c"
+    source.write_text("int something_else(void) { return 0; }\n")
+    other = tmp_path / "libother.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(other), str(source)], check=True)
+    with pytest.raises(LibraryLoadError, match="not a TTHSD core"):
+        TTHSDownloader(other)
