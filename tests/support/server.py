@@ -39,6 +39,10 @@ Resource knobs (keyword arguments of :meth:`LoopbackServer.add`, attributes of
   :func:`reset_after`, :func:`stall`, :func:`wrong_content_range`, :func:`shift_body`,
   :func:`serve_from`, :func:`chain`.
 
+The server doubles as an HTTP proxy for tests of ``set_proxy``: an absolute-form target
+(``GET http://any.host/path``) is served from the resource at ``/path``, and ``CONNECT`` is
+answered 200 after which the tunnel carries plain HTTP on the same connection.
+
 Every request is recorded as a :class:`RequestRecord` (method, path, headers, the Range
 asked, the status sent, body bytes handed to the socket, the outcome), in arrival order.
 """
@@ -378,6 +382,11 @@ class _Handler(socketserver.BaseRequestHandler):
                 return
             if rec is None:
                 return
+            if rec.method == "CONNECT":  # act as a tunnelling proxy: go on on this socket
+                self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                rec.status, rec.outcome = 200, "complete"
+                owner._finish(rec)
+                continue
             try:
                 keep = owner._respond(self.request, rec)
             except (OSError, ssl.SSLError):

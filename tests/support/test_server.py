@@ -265,3 +265,17 @@ def test_stop_is_prompt_with_stalled_connections() -> None:
     srv.stop()
     assert time.monotonic() - t0 < 1.0
     s.close()
+
+
+def test_doubles_as_a_proxy(http_server: LoopbackServer) -> None:
+    res = http_server.add("/p.bin", size=1000)
+    out = _raw(http_server, b"GET http://elsewhere.invalid/p.bin HTTP/1.1\r\n"
+               b"Host: elsewhere.invalid\r\nConnection: close\r\n\r\n")
+    assert out.partition(b"\r\n\r\n")[2] == res.body.read(0, 1000)
+    out = _raw(http_server, b"CONNECT elsewhere.invalid:80 HTTP/1.1\r\n\r\n"
+               b"GET /p.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-15\r\n"
+               b"Connection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 206")
+    assert out.endswith(res.body.read(0, 16))
+    assert [r.method for r in http_server.requests()] == ["GET", "CONNECT", "GET"]
+    assert http_server.requests()[0].target == "http://elsewhere.invalid/p.bin"

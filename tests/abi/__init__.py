@@ -1,0 +1,1 @@
+"""Tests of the raw C ABI of the TTHighSpeedDownloader library, through ctypes."""
