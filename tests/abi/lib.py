@@ -343,7 +343,8 @@ class Harness:
 
     def _args(self, tasks: list[dict[str, Any]], *, count: int | None, threads: int,
               chunk_mb: int, events: Events | None, user_agent: str | None,
-              headers: dict[str, str] | None, callback: bool) -> tuple[Any, ...]:
+              headers: dict[str, str] | None,
+              callback: bool) -> tuple[tuple[Any, ...], bytes | None]:
         cb = events.callback if (events is not None and callback) else None
         hdr = json.dumps(headers).encode() if headers is not None else None
         return (tasks_json(tasks), len(tasks) if count is None else count, threads, chunk_mb,
