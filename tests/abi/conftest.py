@@ -33,9 +33,9 @@ def lib(lib_path: Path) -> Lib:
 
 
 @pytest.fixture
-def tthsd(lib: Lib) -> Iterator[Harness]:
+def tthsd(lib: Lib, http_server: Any, http_server_factory: Any) -> Iterator[Harness]:
     """Make downloaders (``tthsd.start(...)``, ``tthsd.create(...)``); all are stopped
-    after the test."""
+    after the test, before its servers (hence the server fixtures requested here)."""
     h = Harness(lib)
     try:
         yield h
