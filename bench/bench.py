@@ -237,8 +237,10 @@ http {{
         check = subprocess.run([*base, "-t"], capture_output=True, text=True)
         if check.returncode != 0:
             raise SystemExit(f"nginx rejects {self.conf}:\n{check.stderr}")
-        # An nginx of ours left by a killed run would hold the pid file: end it first.
-        self._stop_pid_file()
+        # An nginx left by a killed run of this harness on this work dir: end it first. Its pid
+        # file may be gone (another master deletes it on exit), so look for our config.
+        for pid in _our_nginx_masters(self.conf):
+            _terminate(pid)
         started = subprocess.run(base, capture_output=True, text=True)
         if started.returncode != 0:
             raise SystemExit(f"nginx did not start:\n{started.stderr}\n(see {self.error_log})")
@@ -290,12 +292,17 @@ def _group_exists(name: str) -> bool:
         return False
 
 
+def _our_nginx_masters(conf: Path) -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _is_our_nginx(int(p.name), conf)]
+
+
 def _is_our_nginx(pid: int, conf: Path) -> bool:
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return str(conf).encode() in cmdline
+    # The master rewrites its title to "nginx: master process <argv joined by spaces>".
+    return cmdline.startswith(b"nginx: master process") and f" -c {conf} ".encode() in cmdline
 
 
 def _terminate(pid: int) -> None:
@@ -306,8 +313,10 @@ def _terminate(pid: int) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("Z", "X"):  # exited; a daemon's zombie waits for init, not for us
             return
         time.sleep(0.05)
 
@@ -596,6 +605,12 @@ def run_once(c: Contender, job: Job, timeout: float, logs: Path) -> Run:
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            # Ctrl-C reaches only this process group, not the child's session: end it too.
+            kill()
+            os.waitpid(proc.pid, 0)
+            proc.returncode = -signal.SIGKILL
+            raise
         finally:
             timer.cancel()
         wall = time.perf_counter() - t0
@@ -961,8 +976,15 @@ def is_full_size(args: argparse.Namespace) -> bool:
     )
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    # Unwind through the finally blocks, which end the running child and nginx.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
     if args.write_results and not is_full_size(args) and not args.force:
         raise SystemExit(
             "--write-results wants the sizes of issue 4 and --runs >= 3 (this is a smoke run); add --force to override"
