@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -573,14 +574,16 @@ def gnu_time() -> str | None:
 GNU_TIME = gnu_time()
 
 
-def run_once(c: Contender, job: Job, timeout: float, logs: Path) -> Run:
+def run_once(c: Contender, job: Job, timeout: float, logs: Path, wrap: Sequence[str] = ()) -> Run:
     clear_dir(job.out_dir)
     # Write back what earlier runs left dirty, so it lands on no one's clock.
     os.sync()
     argv = c.argv(job)
     rss_path = logs / "maxrss"
     rss_path.unlink(missing_ok=True)
-    if GNU_TIME:
+    if wrap:
+        argv = [*wrap, *argv]
+    elif GNU_TIME:
         # Linux counts the high-water mark of the address space a child had before exec,
         # i.e. this harness's, in the child's ru_maxrss. GNU time (about 1 MiB) forks the
         # command from its own small address space and reports the command's peak alone.
@@ -616,7 +619,7 @@ def run_once(c: Contender, job: Job, timeout: float, logs: Path) -> Run:
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     rss_kib = usage.ru_maxrss
-    if GNU_TIME:
+    if GNU_TIME and not wrap:
         lines = [x for x in _read(rss_path).split() if x.isdigit()]
         rss_kib = int(lines[-1]) if lines else 0
     run = Run(True, wall, usage.ru_utime + usage.ru_stime, rss_kib)
@@ -687,18 +690,22 @@ class Summary:
         return max(values) * KiB / MiB if values else None
 
 
-def run_workload(w: Workload, runs: int, timeout: float, work: Path) -> list[Summary]:
+def run_workload(
+    w: Workload, runs: int, timeout: float, work: Path, perf: bool = False, profiles: list[Profile] | None = None
+) -> list[Summary]:
+    """Rounds over the contenders of `w`; with `perf`, one profiled run of ours after them."""
+    profiles = [] if profiles is None else profiles
     scratch = work / "scratch" / w.key
     clear_dir(scratch)
     summaries = [Summary(c, []) for c in w.contenders]
     jobs = []
-    for i, c in enumerate(w.contenders):
-        logs = work / "logs" / w.key / f"{i}-{c.key}"
-        logs.mkdir(parents=True, exist_ok=True)
-        job_scratch = scratch / f"{i}-{c.key}"
+    for c in w.contenders:
+        logs = work / "logs" / w.key / slug(c.label)
+        clear_dir(logs)
+        job_scratch = scratch / slug(c.label)
         job_scratch.mkdir(parents=True, exist_ok=True)
         urls, expected = c.urls or w.urls, c.expected or w.expected
-        jobs.append((Job(urls, expected, work / "out" / w.key / f"{i}-{c.key}", job_scratch), logs))
+        jobs.append((Job(urls, expected, work / "out" / w.key / slug(c.label), job_scratch), logs))
     log(f"== workload {w.key}: {w.title} (load average {load_average()})")
     for r in range(runs):
         # Start one further each round, so no tool always follows the same one.
@@ -713,9 +720,53 @@ def run_workload(w: Workload, runs: int, timeout: float, work: Path) -> list[Sum
                 f"   round {r + 1}/{runs}  {c.label:<34} wall {run.wall:8.3f} s  cpu {run.cpu:7.3f} s"
                 f"  rss {run.rss_kib / 1024:7.1f} MiB  {status}"
             )
+    if perf:
+        for c, (job, logs) in zip(w.contenders, jobs, strict=True):
+            if c.ours:
+                profiles.append(profile_once(c, job, timeout, logs, w, work))
     for job, _ in jobs:
         shutil.rmtree(job.out_dir, ignore_errors=True)
     return summaries
+
+
+@dataclasses.dataclass
+class Profile:
+    workload: str
+    label: str
+    path: Path  # perf report --stdio
+    top: list[str]  # its first lines of samples
+    error: str = ""
+
+
+def profile_once(c: Contender, job: Job, timeout: float, logs: Path, w: Workload, work: Path) -> Profile:
+    """One more, unmeasured run of `c` under perf record; the flat profile by symbol."""
+    out = work / "perf"
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / f"{w.key}-{slug(c.label)}.data"
+    text = data.with_suffix(".txt")
+    wrap = ["perf", "record", "-q", "-F", "999", "-g", "-o", str(data), "--"]
+    run = run_once(c, job, timeout, logs, wrap=wrap)
+    profile = Profile(w.key, c.label, text, [])
+    if not run.ok:
+        profile.error = run.error
+        return profile
+    report = subprocess.run(
+        ["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso,symbol",
+         "--percent-limit", "0.5", "-g", "none"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    text.write_text(report.stdout + report.stderr)
+    lines = [line for line in report.stdout.splitlines() if line.strip() and not line.startswith("#")]
+    # Without srcline data perf pads each row with "-" columns: drop them.
+    profile.top = [re.sub(r"(\s+-)+\s*$", "", line) for line in lines[:15]]
+    if report.returncode != 0:
+        profile.error = (report.stderr.strip().splitlines() or ["perf report failed"])[-1]
+    log(f"   perf: {c.label} -> {text}")
+    return profile
+
+
+def slug(label: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in label).strip("-").replace("--", "-")
 
 
 def load_average() -> str:
@@ -953,6 +1004,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=900, help="seconds before a run is killed and FAILED")
     p.add_argument("--port-plain", type=int, default=0, help="port of the plain server (default: a free one)")
     p.add_argument("--port-throttled", type=int, default=0, help="port of the throttled server (default: a free one)")
+    p.add_argument("--perf", action="store_true", help="after each workload, profile one more run of ours with perf record")
     p.add_argument("--write-results", action="store_true", help=f"write {RESULTS_PATH.relative_to(REPO)} (full-size runs only)")
     p.add_argument("--force", action="store_true", help="allow --write-results on a smoke run")
     args = p.parse_args(argv)
@@ -1141,15 +1193,20 @@ def _run(
     if wanted & {"callback", "rss"} and not ours_setup:
         notes.append("the callback-cost and RSS comparisons need ours: not run")
 
+    perf = args.perf and bool(ours_setup)
+    if args.perf and not shutil.which("perf"):
+        notes.append("--perf: perf is not installed (Debian: linux-perf); no profiles")
+        perf = False
     results: dict[str, tuple[Workload, list[Summary]]] = {}
+    profiles: list[Profile] = []
     started = load_average()
     for w in workloads:
         if not w.contenders:
             notes.append(f"workload {w.key}: no contender available")
             continue
-        results[w.key] = (w, run_workload(w, args.runs, args.timeout, work))
+        results[w.key] = (w, run_workload(w, args.runs, args.timeout, work, perf, profiles))
 
-    report = render_report(args, results, notes, machine_info(args.python, nginx, ours_note, work), started)
+    report = render_report(args, results, notes, machine_info(args.python, nginx, ours_note, work), started, profiles)
     print(report)
     (work / "report.md").write_text(report)
     log(f"report copied to {work / 'report.md'}")
@@ -1166,6 +1223,7 @@ def render_report(
     notes: list[str],
     machine: list[tuple[str, str]],
     load_start: str,
+    profiles: Sequence[Profile] = (),
 ) -> str:
     full = is_full_size(args)
     out = ["# Benchmark results (issue 4)", ""]
@@ -1200,6 +1258,15 @@ def render_report(
     verdicts = judge(results)
     if verdicts:
         out += ["## Targets", "", render_verdicts(verdicts), ""]
+    if profiles:
+        out += ["## Profiles (perf record -g, one unmeasured run each)", ""]
+        for prof in profiles:
+            out += [f"### Workload {prof.workload}, {prof.label}", ""]
+            if prof.error:
+                out += [f"No profile: {prof.error}", ""]
+            if prof.top:
+                out += [f"Top of `perf report --no-children --sort dso,symbol` (whole: `{prof.path}`):", "", "```"]
+                out += prof.top + ["```", ""]
     if notes:
         out += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(out)
