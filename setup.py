@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Distribution, setup
 from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_py import build_py
 
@@ -108,16 +108,23 @@ class BuildPyWithNative(build_py):
         print(f"copied {library} -> {dest}", file=sys.stderr, flush=True)
 
 
+class BinaryDistribution(Distribution):
+    """Says the package holds native code, so it installs into platlib and its wheel is
+    not "pure" (Root-Is-Purelib: false)."""
+
+    def has_ext_modules(self) -> bool:
+        return True
+
+
 class PlatformWheel(bdist_wheel):
     """A wheel tagged ``py3-none-<platform>``: it carries a native library."""
-
-    def finalize_options(self) -> None:
-        super().finalize_options()
-        self.root_is_pure = False
 
     def get_tag(self) -> tuple[str, str, str]:
         _, _, platform = super().get_tag()
         return "py3", "none", platform
 
 
-setup(cmdclass={"build_py": BuildPyWithNative, "bdist_wheel": PlatformWheel})
+setup(
+    distclass=BinaryDistribution,
+    cmdclass={"build_py": BuildPyWithNative, "bdist_wheel": PlatformWheel},
+)
