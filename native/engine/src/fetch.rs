@@ -1,0 +1,969 @@
+//! Downloading one file: probe, choose ranged or whole-body transfer, stream bodies into
+//! positional writes, keep the journal, verify, publish.
+//!
+//! The probe asks for the first piece of the file (`Range: bytes=0-(chunk-1)`), so one
+//! request both learns the size and starts the transfer; a file smaller than a chunk
+//! costs exactly one request. A ranged answer is trusted only if it is a 206 whose
+//! `Content-Range` starts where we asked and names the size we know; anything else is
+//! retried, or the file restarts as one stream from zero. Bytes are never written
+//! anywhere but where their `Content-Range` puts them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use reqwest::header::{self, HeaderMap};
+use reqwest::{Client, Response, StatusCode};
+use tokio::sync::OwnedSemaphorePermit;
+use url::Url;
+
+use crate::checksum::{Checksum, encode_hex};
+use crate::downloader::{Config, Shared, TaskState, lock};
+use crate::error::{Error, ErrorCode, Result};
+use crate::events::{Event, EventKind};
+use crate::http::{self, header_str};
+use crate::journal::{Journal, Validators};
+use crate::plan::{Lease, MIN_SPLIT, Plan, piece_size};
+use crate::range::{ContentRange, RangeSet, parse_content_range, range_header};
+use crate::storage::{self, PartFile};
+
+/// Bytes gathered from the socket before one positional write.
+const WRITE_BUF: usize = 256 * 1024;
+/// How often a file may start over from zero (file changed, ranges broke) in one run.
+const MAX_RESTARTS: u32 = 3;
+
+/// What the engine knows of a file between attempts and across pauses.
+#[derive(Debug, Clone)]
+pub(crate) struct FileState {
+    pub total: Option<u64>,
+    pub validators: Validators,
+    pub final_url: Option<Url>,
+    /// Ranges written to the part file.
+    pub done: RangeSet,
+    /// The server honours ranges for this file (only then is a journal worth keeping).
+    pub ranged: bool,
+    /// Bumped by every reset, so stale journal snapshots are recognised.
+    pub generation: u64,
+}
+
+/// Holds one connection slot of the downloader's budget while a request is open.
+pub(crate) struct Connection {
+    _permit: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared
+            .counters
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn connection(shared: &Arc<Shared>) -> Result<Connection> {
+    let permit = shared
+        .permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::state("connection budget closed"))?;
+    shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+    Ok(Connection {
+        _permit: permit,
+        shared: shared.clone(),
+    })
+}
+
+fn task_msg(shared: &Shared, task: &TaskState, text: String) {
+    shared.emit(Event::task(
+        EventKind::Msg { text },
+        &task.spec.show_name,
+        &task.spec.id,
+    ));
+}
+
+fn is_restart(e: &Error) -> bool {
+    !e.transient && matches!(e.code, ErrorCode::FileChanged | ErrorCode::RangeUnsupported)
+}
+
+/// Downloads one task's file to its `save_path`.
+pub(crate) async fn download_file(shared: &Arc<Shared>, task: &Arc<TaskState>) -> Result<()> {
+    let cfg = shared.config();
+    if already_complete(task).await? {
+        return Ok(());
+    }
+    load_journal(task);
+    let mut attempt = 0u32;
+    let mut restarts = 0u32;
+    let mut whole_only = false;
+    loop {
+        match attempt_file(shared, task, &cfg, whole_only).await {
+            Ok(()) => return Ok(()),
+            Err(e) if is_restart(&e) && restarts < MAX_RESTARTS => {
+                restarts += 1;
+                // Ranges that lie cannot be trusted again in this run.
+                whole_only |= e.code == ErrorCode::RangeUnsupported;
+                reset_state(task);
+                task_msg(
+                    shared,
+                    task,
+                    format!("{}; restarting the file from zero", e.message),
+                );
+            }
+            Err(e) if e.transient && attempt < cfg.retry.max_retries => {
+                let wait = cfg.retry.delay_random(attempt, e.retry_after);
+                attempt += 1;
+                shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+                task_msg(
+                    shared,
+                    task,
+                    format!(
+                        "Retry {attempt}/{} in {:.1} s: {}",
+                        cfg.retry.max_retries,
+                        wait.as_secs_f64(),
+                        e.message
+                    ),
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(mut e) => {
+                e.transient = false;
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// A file already at `save_path` counts as done when it matches the task's checksum,
+/// or when this downloader published it earlier and it still has that size.
+async fn already_complete(task: &Arc<TaskState>) -> Result<bool> {
+    let save = task.spec.save_path.clone();
+    let Ok(meta) = std::fs::metadata(&save) else {
+        return Ok(false);
+    };
+    if !meta.is_file() {
+        return Ok(false);
+    }
+    let len = meta.len();
+    let ok = if let Some(ck) = task.spec.checksum.clone() {
+        let digest = blocking(move || hash_file(&save, &ck)).await?;
+        digest.as_deref() == task.spec.checksum.as_ref().map(|c| c.digest.as_slice())
+    } else {
+        *lock(&task.published) == Some(len)
+    };
+    if ok {
+        task.total.store(len, Ordering::Relaxed);
+        task.downloaded.store(len, Ordering::Relaxed);
+        *lock(&task.published) = Some(len);
+    }
+    Ok(ok)
+}
+
+/// Picks up a journal left by an earlier process, if it is ours and consistent.
+fn load_journal(task: &TaskState) {
+    let mut st = lock(&task.file);
+    if st.is_some() {
+        return; // progress from earlier in this process wins
+    }
+    let save = &task.spec.save_path;
+    let Some(j) = Journal::load(&storage::journal_path(save)) else {
+        return;
+    };
+    let part_len = std::fs::metadata(storage::part_path(save)).map(|m| m.len());
+    if j.url != task.spec.url.as_str() || part_len.ok() != Some(j.total) {
+        return; // foreign, or the part file is not the one the journal describes
+    }
+    let done = j.done();
+    task.total.store(j.total, Ordering::Relaxed);
+    task.downloaded.store(done.covered(), Ordering::Relaxed);
+    *st = Some(FileState {
+        total: Some(j.total),
+        validators: j.validators,
+        final_url: Url::parse(&j.final_url).ok(),
+        done,
+        ranged: true,
+        generation: 0,
+    });
+}
+
+/// Forgets all progress of a file (the server's copy changed, or ranges broke).
+fn reset_state(task: &TaskState) {
+    let _j = lock(&task.journal_lock);
+    let _ = storage::remove_if_exists(&storage::journal_path(&task.spec.save_path));
+    let mut st = lock(&task.file);
+    let generation = st.as_ref().map(|s| s.generation + 1).unwrap_or(1);
+    *st = Some(FileState {
+        total: None,
+        validators: Validators::default(),
+        final_url: None,
+        done: RangeSet::new(),
+        ranged: false,
+        generation,
+    });
+    task.downloaded.store(0, Ordering::Relaxed);
+}
+
+/// Writes the journal of a partial ranged file: sync the data, then the journal.
+pub(crate) fn flush_journal(task: &TaskState) {
+    let snapshot = {
+        let st = lock(&task.file);
+        match st.as_ref() {
+            Some(s) if s.ranged && s.total.is_some() && s.done.covered() > 0 => {
+                Some((s.generation, journal_of(task, s)))
+            }
+            _ => None,
+        }
+    };
+    if let Some((generation, journal)) = snapshot {
+        store_journal(task, generation, &journal);
+    }
+}
+
+fn journal_of(task: &TaskState, s: &FileState) -> Journal {
+    Journal::new(
+        task.spec.url.as_str(),
+        s.final_url
+            .as_ref()
+            .map(Url::as_str)
+            .unwrap_or(task.spec.url.as_str()),
+        s.total.unwrap_or(0),
+        s.validators.clone(),
+        &s.done,
+    )
+}
+
+fn store_journal(task: &TaskState, generation: u64, journal: &Journal) {
+    let _j = lock(&task.journal_lock);
+    let current = lock(&task.file).as_ref().map(|s| s.generation);
+    if current != Some(generation) {
+        return; // reset since the snapshot: the snapshot describes bytes that are gone
+    }
+    let save = &task.spec.save_path;
+    // Sync through a fresh handle: fsync flushes the file, whichever descriptor asks.
+    let Ok(f) = std::fs::File::open(storage::part_path(save)) else {
+        return;
+    };
+    if f.sync_data().is_ok() {
+        let _ = journal.store(&storage::journal_path(save));
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::new(ErrorCode::Io, format!("background task failed: {e}")))
+}
+
+fn hash_file(path: &std::path::Path, ck: &Checksum) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut h = ck.hasher();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Some(h.finish())
+}
+
+/// Everything one attempt at a file shares.
+struct FileCtx<'a> {
+    shared: &'a Arc<Shared>,
+    task: &'a Arc<TaskState>,
+    cfg: &'a Config,
+    client: Client,
+    headers: HeaderMap,
+}
+
+async fn attempt_file(
+    shared: &Arc<Shared>,
+    task: &Arc<TaskState>,
+    cfg: &Config,
+    whole_only: bool,
+) -> Result<()> {
+    let ctx = FileCtx {
+        shared,
+        task,
+        cfg,
+        client: shared.client()?,
+        headers: http::merge_headers(&cfg.headers, &task.spec.headers),
+    };
+    // Where to start: the first gap of a resumable file, else the beginning.
+    let resume = {
+        let st = lock(&task.file);
+        st.as_ref()
+            .filter(|s| s.ranged && s.total.is_some())
+            .map(|s| {
+                let total = s.total.unwrap_or(0);
+                (total, s.done.missing(total), s.validators.clone())
+            })
+    };
+    if let Some((total, missing, _)) = &resume
+        && missing.is_empty()
+    {
+        let part = PartFile::open(&storage::part_path(&task.spec.save_path), false)
+            .map_err(|e| Error::from_io("opening the part file", &e))?;
+        return finalize(&ctx, part, *total).await;
+    }
+    let conn = connection(shared).await?;
+    if whole_only {
+        let resp = send(&ctx, &task.spec.url, None, None).await?;
+        return match resp.status() {
+            StatusCode::OK => whole(&ctx, resp, conn).await,
+            _ => Err(http::status_error(&resp)),
+        };
+    }
+    let (ask_start, ask_end, if_range) = match &resume {
+        Some((total, missing, v)) => {
+            let (a, b) = missing[0];
+            let piece = piece_size(*total, cfg.chunk_size, cfg.connections);
+            (
+                a,
+                b.min(a.saturating_add(piece)),
+                v.if_range().map(str::to_owned),
+            )
+        }
+        None => (0, cfg.chunk_size.max(1), None),
+    };
+    let resp = send(
+        &ctx,
+        &task.spec.url,
+        Some(range_header(ask_start, Some(ask_end))),
+        if_range.as_deref(),
+    )
+    .await?;
+    match resp.status() {
+        StatusCode::PARTIAL_CONTENT => {
+            let cr =
+                header_str(resp.headers(), header::CONTENT_RANGE).and_then(parse_content_range);
+            match cr {
+                Some(ContentRange::Bytes {
+                    start,
+                    end,
+                    total: Some(total),
+                }) if start == ask_start => {
+                    let vals = http::validators(&resp);
+                    let same = resume
+                        .as_ref()
+                        .is_some_and(|(t, _, v)| *t == total && v.same_version(&vals));
+                    if resume.is_some() && !same {
+                        reset_state(task);
+                        task_msg(
+                            shared,
+                            task,
+                            "The file changed on the server; restarting it from zero".into(),
+                        );
+                    }
+                    let final_url = resp.url().clone();
+                    ranged(&ctx, total, vals, final_url, (start, end), resp, conn).await
+                }
+                _ => {
+                    // A 206 we cannot place: never guess, take the whole body instead.
+                    drop(resp);
+                    let resp = send(&ctx, &task.spec.url, None, None).await?;
+                    match resp.status() {
+                        StatusCode::OK => whole(&ctx, resp, conn).await,
+                        _ => Err(http::status_error(&resp)),
+                    }
+                }
+            }
+        }
+        StatusCode::OK => {
+            if resume.is_some() {
+                task_msg(
+                    shared,
+                    task,
+                    "The server sent the whole file (changed, or ranges not honoured); restarting from zero".into(),
+                );
+            }
+            whole(&ctx, resp, conn).await
+        }
+        StatusCode::RANGE_NOT_SATISFIABLE => {
+            let cr =
+                header_str(resp.headers(), header::CONTENT_RANGE).and_then(parse_content_range);
+            drop(resp);
+            if resume.is_some() {
+                return Err(Error::new(
+                    ErrorCode::FileChanged,
+                    "the server no longer has the range we need (file changed)",
+                ));
+            }
+            if let Some(ContentRange::Unsatisfied { total: 0 }) = cr {
+                return empty_file(&ctx).await;
+            }
+            let resp = send(&ctx, &task.spec.url, None, None).await?;
+            match resp.status() {
+                StatusCode::OK => whole(&ctx, resp, conn).await,
+                _ => Err(http::status_error(&resp)),
+            }
+        }
+        _ => Err(http::status_error(&resp)),
+    }
+}
+
+/// Sends a GET, bounded by the read timeout while waiting for the response head.
+async fn send(
+    ctx: &FileCtx<'_>,
+    url: &Url,
+    range: Option<String>,
+    if_range: Option<&str>,
+) -> Result<Response> {
+    let fut = http::get(&ctx.client, url, &ctx.headers, range, if_range);
+    match tokio::time::timeout(ctx.cfg.read_timeout + ctx.cfg.connect_timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::transient(
+            ErrorCode::Timeout,
+            format!(
+                "no response from {} within {:.0} s",
+                http::redact(url),
+                (ctx.cfg.read_timeout + ctx.cfg.connect_timeout).as_secs_f64()
+            ),
+        )),
+    }
+}
+
+fn part_path(ctx: &FileCtx<'_>) -> PathBuf {
+    storage::part_path(&ctx.task.spec.save_path)
+}
+
+async fn empty_file(ctx: &FileCtx<'_>) -> Result<()> {
+    reset_state(ctx.task);
+    let part = PartFile::open(&part_path(ctx), true)
+        .map_err(|e| Error::from_io("creating the file", &e))?;
+    ctx.task.total.store(0, Ordering::Relaxed);
+    finalize(ctx, part, 0).await
+}
+
+/// A server that sends the whole body (no ranges, or a changed file): one stream from 0.
+async fn whole(ctx: &FileCtx<'_>, mut resp: Response, conn: Connection) -> Result<()> {
+    let _conn = conn;
+    let task = ctx.task;
+    let announced = resp.content_length();
+    {
+        reset_state(task);
+        let mut st = lock(&task.file);
+        if let Some(s) = st.as_mut() {
+            s.total = announced;
+            s.validators = http::validators(&resp);
+            s.final_url = Some(resp.url().clone());
+        }
+    }
+    task.total.store(announced.unwrap_or(0), Ordering::Relaxed);
+    let part = PartFile::open(&part_path(ctx), true)
+        .map_err(|e| Error::from_io("creating the part file", &e))?;
+    let mut written: u64 = 0;
+    let mut buf = BytesMut::with_capacity(WRITE_BUF);
+    loop {
+        let next = read_chunk(ctx, &mut resp).await;
+        let chunk = match next {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                // Keep what arrived; it is not resumable, but stats stay honest.
+                let _ = write_sequential(ctx, &part, &mut written, &buf);
+                return Err(e);
+            }
+        };
+        ctx.shared.limiter.acquire(chunk.len() as u64).await;
+        if let Some(limit) = announced
+            && written + (buf.len() + chunk.len()) as u64 > limit
+        {
+            return Err(Error::transient(
+                ErrorCode::SizeMismatch,
+                format!("the server sent more than the {limit} bytes it announced"),
+            ));
+        }
+        if buf.is_empty() && chunk.len() >= WRITE_BUF {
+            write_sequential(ctx, &part, &mut written, &chunk)?;
+        } else {
+            buf.extend_from_slice(&chunk);
+            if buf.len() >= WRITE_BUF {
+                write_sequential(ctx, &part, &mut written, &buf)?;
+                buf.clear();
+            }
+        }
+    }
+    write_sequential(ctx, &part, &mut written, &buf)?;
+    if let Some(t) = announced
+        && written != t
+    {
+        return Err(Error::transient(
+            ErrorCode::SizeMismatch,
+            format!("the body ended after {written} of {t} bytes"),
+        ));
+    }
+    task.total.store(written, Ordering::Relaxed);
+    if let Some(s) = lock(&task.file).as_mut() {
+        s.total = Some(written);
+    }
+    finalize(ctx, part, written).await
+}
+
+fn write_sequential(
+    ctx: &FileCtx<'_>,
+    part: &PartFile,
+    written: &mut u64,
+    data: &[u8],
+) -> Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    part.write_at(data, *written)
+        .map_err(|e| Error::from_io("writing the file", &e))?;
+    let end = *written + data.len() as u64;
+    if let Some(s) = lock(&ctx.task.file).as_mut() {
+        s.done.insert(*written, end);
+    }
+    ctx.task
+        .downloaded
+        .fetch_add(data.len() as u64, Ordering::Relaxed);
+    *written = end;
+    Ok(())
+}
+
+/// The next body chunk, or a timeout if the connection delivers nothing for too long.
+async fn read_chunk(ctx: &FileCtx<'_>, resp: &mut Response) -> Result<Option<Bytes>> {
+    match tokio::time::timeout(ctx.cfg.read_timeout, resp.chunk()).await {
+        Err(_) => Err(Error::transient(
+            ErrorCode::Timeout,
+            format!(
+                "no data for {:.0} s (connection stalled)",
+                ctx.cfg.read_timeout.as_secs_f64()
+            ),
+        )),
+        Ok(Err(e)) => Err(http::classify(&e)),
+        Ok(Ok(c)) => {
+            if let Some(c) = &c {
+                ctx.shared
+                    .counters
+                    .bytes_fetched
+                    .fetch_add(c.len() as u64, Ordering::Relaxed);
+            }
+            Ok(c)
+        }
+    }
+}
+
+/// Shared by the connections of one ranged file.
+struct RangeCtx<'a> {
+    file: &'a FileCtx<'a>,
+    url: Url,
+    /// Headers for range requests: origin-bound credentials dropped if we were
+    /// redirected to another origin.
+    headers: HeaderMap,
+    total: u64,
+    validators: Validators,
+    part: PartFile,
+    plan: Plan,
+}
+
+async fn ranged(
+    ctx: &FileCtx<'_>,
+    total: u64,
+    validators: Validators,
+    final_url: Url,
+    first: (u64, u64),
+    first_resp: Response,
+    conn: Connection,
+) -> Result<()> {
+    let task = ctx.task;
+    let (missing, fresh) = {
+        let mut st = lock(&task.file);
+        let state = st.get_or_insert_with(|| FileState {
+            total: None,
+            validators: Validators::default(),
+            final_url: None,
+            done: RangeSet::new(),
+            ranged: false,
+            generation: 0,
+        });
+        let fresh = state.done.covered() == 0;
+        state.total = Some(total);
+        state.validators = validators.clone();
+        state.final_url = Some(final_url.clone());
+        state.ranged = true;
+        (state.done.missing(total), fresh)
+    };
+    task.total.store(total, Ordering::Relaxed);
+    let part = PartFile::open(&part_path(ctx), fresh)
+        .map_err(|e| Error::from_io("opening the part file", &e))?;
+    if part
+        .len()
+        .map_err(|e| Error::from_io("reading the part file", &e))?
+        != total
+    {
+        part.set_len(total)
+            .map_err(|e| Error::from_io("sizing the part file", &e))?;
+    }
+    let piece = piece_size(total, ctx.cfg.chunk_size, ctx.cfg.connections);
+    let plan = Plan::new(&missing, piece);
+    let lease0 = plan.adopt(first.0, first.1);
+    let remaining: u64 = missing.iter().map(|(s, e)| e - s).sum();
+    let workers = ctx
+        .cfg
+        .connections
+        .min(remaining.div_ceil(MIN_SPLIT) as usize)
+        .max(1);
+    let mut headers = ctx.headers.clone();
+    if !same_origin(&task.spec.url, &final_url) {
+        for h in [
+            header::AUTHORIZATION,
+            header::COOKIE,
+            header::PROXY_AUTHORIZATION,
+        ] {
+            headers.remove(h);
+        }
+    }
+    let rctx = RangeCtx {
+        file: ctx,
+        url: final_url,
+        headers,
+        total,
+        validators,
+        part,
+        plan,
+    };
+    let mut pool = FuturesUnordered::new();
+    pool.push(worker(&rctx, Some((lease0, first_resp, first.1, conn))));
+    for _ in 1..workers {
+        pool.push(worker(&rctx, None));
+    }
+    let all = async {
+        while let Some(r) = pool.next().await {
+            r?;
+        }
+        Ok::<(), Error>(())
+    };
+    tokio::select! {
+        r = all => r?,
+        _ = journaler(&rctx) => {}
+    }
+    drop(pool);
+    let complete = lock(&task.file)
+        .as_ref()
+        .is_some_and(|s| s.done.is_complete(total));
+    if !complete {
+        return Err(Error::transient(
+            ErrorCode::Network,
+            "some ranges were left unfinished",
+        ));
+    }
+    finalize(ctx, rctx.part, total).await
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+type FirstResponse = (Lease, Response, u64, Connection);
+
+/// One connection's loop: take a lease, fetch it, repeat until the plan is drained.
+async fn worker(ctx: &RangeCtx<'_>, first: Option<FirstResponse>) -> Result<()> {
+    let mut first = first;
+    loop {
+        let (lease, pre) = match first.take() {
+            Some((lease, resp, end, conn)) => (lease, Some((resp, end, conn))),
+            None => match ctx.plan.next() {
+                Some(l) => (l, None),
+                None => return Ok(()),
+            },
+        };
+        fetch_lease(ctx, &lease, pre).await?;
+    }
+}
+
+async fn fetch_lease(
+    ctx: &RangeCtx<'_>,
+    lease: &Lease,
+    pre: Option<(Response, u64, Connection)>,
+) -> Result<()> {
+    let f = ctx.file;
+    let policy = f.cfg.retry;
+    let mut pre = pre;
+    let mut attempt = 0u32;
+    while lease.remaining() > 0 {
+        let before = lease.pos();
+        let result = match pre.take() {
+            Some((resp, end, conn)) => stream_range(ctx, lease, resp, end, conn).await,
+            None => {
+                let conn = connection(f.shared).await?;
+                match request_range(ctx, lease).await {
+                    Ok((resp, end)) => stream_range(ctx, lease, resp, end, conn).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if e.transient => {
+                if lease.pos() > before {
+                    attempt = 0; // progress: this is a new failure, not a repeat
+                }
+                if attempt >= policy.max_retries {
+                    let mut e = e;
+                    e.transient = false;
+                    if e.code == ErrorCode::RangeUnsupported {
+                        e.message = format!("{} (after {attempt} retries)", e.message);
+                    }
+                    return Err(e);
+                }
+                let wait = policy.delay_random(attempt, e.retry_after);
+                attempt += 1;
+                f.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+                task_msg(
+                    f.shared,
+                    f.task,
+                    format!(
+                        "Retry {attempt}/{} of bytes {}-{} in {:.1} s: {}",
+                        policy.max_retries,
+                        lease.pos(),
+                        lease.end().saturating_sub(1),
+                        wait.as_secs_f64(),
+                        e.message
+                    ),
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Asks for the rest of a lease and checks the answer fits exactly.
+async fn request_range(ctx: &RangeCtx<'_>, lease: &Lease) -> Result<(Response, u64)> {
+    let (pos, end) = (lease.pos(), lease.end());
+    let f = ctx.file;
+    let fut = http::get(
+        &f.client,
+        &ctx.url,
+        &ctx.headers,
+        Some(range_header(pos, Some(end))),
+        ctx.validators.if_range(),
+    );
+    let resp = match tokio::time::timeout(f.cfg.read_timeout + f.cfg.connect_timeout, fut).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(Error::transient(
+                ErrorCode::Timeout,
+                "no response to a range request in time",
+            ));
+        }
+    };
+    let status = resp.status();
+    if status == StatusCode::PARTIAL_CONTENT {
+        let cr = header_str(resp.headers(), header::CONTENT_RANGE).and_then(parse_content_range);
+        return match cr {
+            Some(ContentRange::Bytes {
+                start,
+                end: got_end,
+                total: Some(t),
+            }) if t == ctx.total && start == pos => {
+                if !ctx.validators.same_version(&http::validators(&resp)) {
+                    return Err(Error::new(
+                        ErrorCode::FileChanged,
+                        "the file changed on the server during the download (validator mismatch)",
+                    ));
+                }
+                Ok((resp, got_end))
+            }
+            Some(ContentRange::Bytes { total: Some(t), .. }) if t != ctx.total => Err(Error::new(
+                ErrorCode::FileChanged,
+                format!(
+                    "the file changed on the server during the download (size {} became {t})",
+                    ctx.total
+                ),
+            )),
+            other => Err(Error::transient(
+                ErrorCode::RangeUnsupported,
+                format!(
+                    "asked for bytes {pos}-{}, the server answered {}",
+                    end - 1,
+                    match other {
+                        Some(ContentRange::Bytes { start, end, .. }) =>
+                            format!("bytes {start}-{}", end - 1),
+                        _ => "an unusable Content-Range".to_owned(),
+                    }
+                ),
+            )),
+        };
+    }
+    if status == StatusCode::OK {
+        let changed = !ctx.validators.same_version(&http::validators(&resp));
+        return Err(if changed {
+            Error::new(
+                ErrorCode::FileChanged,
+                "the file changed on the server during the download",
+            )
+        } else {
+            Error::new(
+                ErrorCode::RangeUnsupported,
+                "the server stopped honouring ranges",
+            )
+        });
+    }
+    if status == StatusCode::RANGE_NOT_SATISFIABLE {
+        return Err(Error::new(
+            ErrorCode::FileChanged,
+            "the server refused a range inside the file (file changed?)",
+        ));
+    }
+    Err(http::status_error(&resp))
+}
+
+/// Streams a 206 body for `[lease.pos(), promised_end)` into the part file.
+async fn stream_range(
+    ctx: &RangeCtx<'_>,
+    lease: &Lease,
+    mut resp: Response,
+    promised_end: u64,
+    conn: Connection,
+) -> Result<()> {
+    let _conn = conn;
+    let f = ctx.file;
+    let expected = promised_end.saturating_sub(lease.pos());
+    let mut received: u64 = 0;
+    let mut buf = BytesMut::with_capacity(WRITE_BUF);
+    loop {
+        let chunk = match read_chunk(f, &mut resp).await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                // Keep what arrived before the failure.
+                commit(ctx, lease, &buf)?;
+                return Err(e);
+            }
+        };
+        received += chunk.len() as u64;
+        f.shared.limiter.acquire(chunk.len() as u64).await;
+        let more = if buf.is_empty() && chunk.len() >= WRITE_BUF {
+            commit(ctx, lease, &chunk)?
+        } else {
+            buf.extend_from_slice(&chunk);
+            if buf.len() >= WRITE_BUF {
+                let more = commit(ctx, lease, &buf)?;
+                buf.clear();
+                more
+            } else {
+                true
+            }
+        };
+        if !more || lease.remaining() == 0 {
+            // Cut short by a thief, or everything we need is here: stop reading.
+            return Ok(());
+        }
+    }
+    commit(ctx, lease, &buf)?;
+    if received < expected && lease.remaining() > 0 {
+        return Err(Error::transient(
+            ErrorCode::Network,
+            format!("the connection closed after {received} of {expected} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Claims and writes `data` at the lease's position. False when the lease was cut short.
+fn commit(ctx: &RangeCtx<'_>, lease: &Lease, data: &[u8]) -> Result<bool> {
+    if data.is_empty() {
+        return Ok(true);
+    }
+    let (offset, granted) = lease.claim(data.len() as u64);
+    if granted > 0 {
+        if let Err(e) = ctx.part.write_at(&data[..granted as usize], offset) {
+            lease.unclaim(offset);
+            return Err(Error::from_io("writing the part file", &e));
+        }
+        if let Some(s) = lock(&ctx.file.task.file).as_mut() {
+            s.done.insert(offset, offset + granted);
+        }
+        ctx.file
+            .task
+            .downloaded
+            .fetch_add(granted, Ordering::Relaxed);
+    }
+    Ok(granted == data.len() as u64)
+}
+
+/// Writes the journal at the configured cadence while the file downloads. Never ends.
+async fn journaler(ctx: &RangeCtx<'_>) {
+    let task = ctx.file.task.clone();
+    let interval = ctx.file.cfg.journal_interval.max(Duration::from_millis(50));
+    let mut last_covered = u64::MAX;
+    loop {
+        tokio::time::sleep(interval).await;
+        let snapshot = {
+            let st = lock(&task.file);
+            st.as_ref().and_then(|s| {
+                let covered = s.done.covered();
+                (covered != last_covered && covered > 0).then(|| {
+                    last_covered = covered;
+                    (s.generation, journal_of(&task, s))
+                })
+            })
+        };
+        if let Some((generation, journal)) = snapshot {
+            let t = task.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || store_journal(&t, generation, &journal)).await;
+        }
+    }
+}
+
+/// Verifies, makes durable, and publishes a complete part file.
+async fn finalize(ctx: &FileCtx<'_>, part: PartFile, total: u64) -> Result<()> {
+    let task = ctx.task.clone();
+    let save = task.spec.save_path.clone();
+    let ck = task.spec.checksum.clone();
+    let part_path = part.path().to_owned();
+    let outcome = blocking(move || -> Result<()> {
+        if let Some(ck) = &ck {
+            let digest = hash_file(&part_path, ck).ok_or_else(|| {
+                Error::new(ErrorCode::Io, "cannot read the finished file to verify it")
+            })?;
+            if digest != ck.digest {
+                return Err(Error::new(
+                    ErrorCode::ChecksumMismatch,
+                    format!(
+                        "checksum mismatch: expected {}, the downloaded file has {}; it was not saved to {}",
+                        ck.to_text(),
+                        encode_hex(&digest),
+                        save.display()
+                    ),
+                ));
+            }
+        }
+        part.sync_all()
+            .map_err(|e| Error::from_io("syncing the file", &e))?;
+        drop(part);
+        storage::publish(&part_path, &save).map_err(|e| Error::from_io("publishing the file", &e))?;
+        let _j = lock(&task.journal_lock);
+        let _ = storage::remove_if_exists(&storage::journal_path(&save));
+        Ok(())
+    })
+    .await?;
+    if let Err(e) = outcome {
+        if e.code == ErrorCode::ChecksumMismatch {
+            // The bytes are what the server sent but not what the task wants: do not
+            // resume them; the part file stays for inspection until the next attempt.
+            reset_state(ctx.task);
+        }
+        return Err(e);
+    }
+    let task = ctx.task;
+    task.total.store(total, Ordering::Relaxed);
+    task.downloaded.store(total, Ordering::Relaxed);
+    *lock(&task.published) = Some(total);
+    *lock(&task.file) = None;
+    Ok(())
+}

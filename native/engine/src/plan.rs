@@ -1,0 +1,301 @@
+//! Cutting one file into ranges and handing them to connections.
+//!
+//! The file's missing bytes are cut into pieces of at most `chunk_size`. A connection
+//! takes the next piece; when none is left it steals the back half of the piece with the
+//! most bytes still to come, so no connection idles while another still has work (the
+//! tail re-split). Each piece is a [`Lease`]; its owner claims bytes before writing them,
+//! and a thief only splits above what was claimed, so two connections never write the
+//! same byte.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A piece smaller than twice this is never split.
+pub const MIN_SPLIT: u64 = 512 * 1024;
+
+#[derive(Debug)]
+struct LeaseState {
+    /// Next byte the owner will claim.
+    pos: u64,
+    /// Exclusive end; lowered when a thief takes the back half.
+    end: u64,
+}
+
+/// One connection's share of the file: the half-open range `[pos, end)`.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// Where the piece started when it was handed out (the request's range start).
+    pub start: u64,
+    state: Arc<Mutex<LeaseState>>,
+}
+
+impl Lease {
+    fn new(start: u64, end: u64) -> Self {
+        Lease {
+            start,
+            state: Arc::new(Mutex::new(LeaseState { pos: start, end })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LeaseState> {
+        // A poisoned lock only means another thread panicked mid-update of two integers;
+        // the integers are still the best information there is.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn pos(&self) -> u64 {
+        self.lock().pos
+    }
+
+    pub fn end(&self) -> u64 {
+        self.lock().end
+    }
+
+    pub fn remaining(&self) -> u64 {
+        let s = self.lock();
+        s.end.saturating_sub(s.pos)
+    }
+
+    /// Reserves up to `n` bytes at the current position; returns `(offset, granted)`.
+    /// `granted < n` means the lease was cut short and the owner should stop there.
+    pub fn claim(&self, n: u64) -> (u64, u64) {
+        let mut s = self.lock();
+        let offset = s.pos;
+        let granted = n.min(s.end.saturating_sub(s.pos));
+        s.pos += granted;
+        (offset, granted)
+    }
+
+    /// Gives back bytes claimed but not written (a failed write), so they are retried.
+    pub fn unclaim(&self, offset: u64) {
+        let mut s = self.lock();
+        if offset < s.pos {
+            s.pos = offset;
+        }
+    }
+}
+
+/// The pieces of one file still to hand out, and the ones being worked.
+pub struct Plan {
+    inner: Mutex<PlanInner>,
+}
+
+struct PlanInner {
+    pending: VecDeque<(u64, u64)>,
+    active: Vec<Lease>,
+}
+
+impl Plan {
+    /// Cuts `missing` into pieces of at most `piece` bytes.
+    pub fn new(missing: &[(u64, u64)], piece: u64) -> Self {
+        let piece = piece.max(1);
+        let mut pending = VecDeque::new();
+        for &(s, e) in missing {
+            let mut a = s;
+            while a < e {
+                let b = e.min(a.saturating_add(piece));
+                pending.push_back((a, b));
+                a = b;
+            }
+        }
+        Plan {
+            inner: Mutex::new(PlanInner {
+                pending,
+                active: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PlanInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a lease the caller already has a response for (the probe's range),
+    /// removing it from what is pending.
+    pub fn adopt(&self, start: u64, end: u64) -> Lease {
+        let mut inner = self.lock();
+        let mut rest = VecDeque::new();
+        for (s, e) in inner.pending.drain(..) {
+            // Keep the parts of each pending piece outside [start, end).
+            if e <= start || s >= end {
+                rest.push_back((s, e));
+            } else {
+                if s < start {
+                    rest.push_back((s, start));
+                }
+                if e > end {
+                    rest.push_back((end, e));
+                }
+            }
+        }
+        inner.pending = rest;
+        let lease = Lease::new(start, end);
+        inner.active.push(lease.clone());
+        lease
+    }
+
+    /// The next piece: a pending one, or the back half of the largest active one.
+    pub fn next(&self) -> Option<Lease> {
+        let mut inner = self.lock();
+        inner.active.retain(|l| l.remaining() > 0);
+        if let Some((s, e)) = inner.pending.pop_front() {
+            let lease = Lease::new(s, e);
+            inner.active.push(lease.clone());
+            return Some(lease);
+        }
+        let victim = inner.active.iter().max_by_key(|l| l.remaining())?.clone();
+        let stolen = {
+            let mut v = victim.lock();
+            let remaining = v.end.saturating_sub(v.pos);
+            if remaining < 2 * MIN_SPLIT {
+                return None;
+            }
+            let mid = v.pos + remaining / 2;
+            let old_end = v.end;
+            v.end = mid;
+            (mid, old_end)
+        };
+        let lease = Lease::new(stolen.0, stolen.1);
+        inner.active.push(lease.clone());
+        Some(lease)
+    }
+
+    /// Puts a lease's unfinished part back for another connection (its owner gave up).
+    pub fn release(&self, lease: &Lease) {
+        let mut inner = self.lock();
+        let (pos, end) = {
+            let mut s = lease.lock();
+            let r = (s.pos, s.end);
+            s.end = s.pos; // the old owner may no longer claim
+            r
+        };
+        inner
+            .active
+            .retain(|l| !Arc::ptr_eq(&l.state, &lease.state));
+        if pos < end {
+            inner.pending.push_front((pos, end));
+        }
+    }
+
+    /// True when nothing is pending and no lease has bytes left.
+    pub fn is_drained(&self) -> bool {
+        let inner = self.lock();
+        inner.pending.is_empty() && inner.active.iter().all(|l| l.remaining() == 0)
+    }
+}
+
+/// The piece size: `chunk`, but no larger than an even share per connection, so a
+/// file smaller than `connections × chunk` still starts on every connection.
+pub fn piece_size(total: u64, chunk: u64, connections: usize) -> u64 {
+    let share = total.div_ceil(connections.max(1) as u64);
+    chunk.min(share).max(MIN_SPLIT).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::range::RangeSet;
+
+    #[test]
+    fn cuts_missing_ranges_into_pieces() {
+        let p = Plan::new(&[(0, 25), (30, 35)], 10);
+        let mut got = Vec::new();
+        while let Some(l) = p.next() {
+            got.push((l.start, l.end()));
+            let (_, n) = l.claim(u64::MAX);
+            assert_eq!(n, l.end() - l.start);
+        }
+        assert_eq!(got, vec![(0, 10), (10, 20), (20, 25), (30, 35)]);
+        assert!(p.is_drained());
+    }
+
+    #[test]
+    fn steals_the_back_half_of_the_largest_piece() {
+        let total = 8 * MIN_SPLIT;
+        let p = Plan::new(&[(0, total)], total);
+        let a = p.next().unwrap();
+        a.claim(MIN_SPLIT);
+        let b = p.next().unwrap();
+        // a had [MIN_SPLIT, 8M) left: the thief takes the back half.
+        assert_eq!(b.start, MIN_SPLIT + 7 * MIN_SPLIT / 2);
+        assert_eq!(a.end(), b.start);
+        assert_eq!(b.end(), total);
+        // The owner is cut short at the split point.
+        let (off, n) = a.claim(total);
+        assert_eq!((off, off + n), (MIN_SPLIT, b.start));
+    }
+
+    #[test]
+    fn small_remainders_are_not_split() {
+        let p = Plan::new(&[(0, 2 * MIN_SPLIT - 1)], u64::MAX);
+        let _a = p.next().unwrap();
+        assert!(p.next().is_none());
+    }
+
+    #[test]
+    fn adopt_removes_the_probe_range() {
+        let p = Plan::new(&[(0, 100)], 40);
+        let probe = p.adopt(0, 30);
+        assert_eq!((probe.start, probe.end()), (0, 30));
+        let mut got = Vec::new();
+        while let Some(l) = p.next() {
+            if l.start == 0 {
+                // re-handed the adopted piece? must not happen while it is active
+                panic!("probe range handed out twice");
+            }
+            got.push((l.start, l.end()));
+            l.claim(u64::MAX);
+        }
+        assert_eq!(got, vec![(30, 40), (40, 80), (80, 100)]);
+    }
+
+    #[test]
+    fn release_puts_back_the_unfinished_part() {
+        let p = Plan::new(&[(0, 100)], 100);
+        let a = p.next().unwrap();
+        a.claim(30);
+        p.release(&a);
+        assert_eq!(a.claim(10).1, 0, "old owner can no longer claim");
+        let b = p.next().unwrap();
+        assert_eq!((b.start, b.end()), (30, 100));
+    }
+
+    /// Many threads claiming and stealing at once still cover every byte exactly once.
+    #[test]
+    fn concurrent_claims_and_steals_cover_each_byte_once() {
+        let total = 64 * MIN_SPLIT + 12345;
+        let plan = Arc::new(Plan::new(&[(0, total)], 5 * MIN_SPLIT));
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for _ in 0..8 {
+            let plan = plan.clone();
+            let written = written.clone();
+            threads.push(std::thread::spawn(move || {
+                while let Some(l) = plan.next() {
+                    loop {
+                        let (off, n) = l.claim(65_536);
+                        if n == 0 {
+                            break;
+                        }
+                        written.lock().unwrap().push((off, off + n));
+                    }
+                }
+            }));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut w = written.lock().unwrap().clone();
+        w.sort();
+        let sum: u64 = w.iter().map(|(s, e)| e - s).sum();
+        assert_eq!(sum, total, "no byte twice");
+        assert!(RangeSet::from_ranges(w).is_complete(total));
+    }
+
+    #[test]
+    fn piece_size_spreads_small_files() {
+        assert_eq!(piece_size(1 << 30, 10 << 20, 16), 10 << 20);
+        assert_eq!(piece_size(64 << 20, 10 << 20, 16), 4 << 20);
+        assert_eq!(piece_size(100, 10 << 20, 16), MIN_SPLIT);
+    }
+}
