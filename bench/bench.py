@@ -170,6 +170,7 @@ class Nginx:
         self.conf = prefix / "nginx.conf"
         self.pid_file = prefix / "nginx.pid"
         self.error_log = prefix / "error.log"
+        self.access_log = prefix / "access.log"
         self.binary = shutil.which("nginx") or "/usr/sbin/nginx"
         self.pid: int | None = None
 
@@ -202,7 +203,9 @@ events {{
     worker_connections 4096;
 }}
 http {{
-    access_log off;
+    # One line per request, to count each tool's requests and the body bytes it was sent.
+    log_format bench '$status $body_bytes_sent';
+    access_log {self.access_log} bench;
     client_body_temp_path {p}/client_body;
     proxy_temp_path {p}/proxy;
     fastcgi_temp_path {p}/fastcgi;
@@ -224,8 +227,12 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{self.throttled_port} backlog=4096;
-        # nginx's "m" is 1024 * 1024: {self.rate_mb} MiB/s per connection.
+        # nginx's "m" is 1024 * 1024: {self.rate_mb} MiB/s per connection. nginx sends a
+        # response in pieces of sendfile_max_chunk (default 2m) and sleeps piece / rate
+        # after each, so the first piece of every request goes out unthrottled: keep it
+        # small, or a client that cuts a file into many short requests outruns the cap.
         limit_rate {self.rate_mb}m;
+        sendfile_max_chunk 128k;
 {server_common}
     }}
 }}
@@ -279,6 +286,30 @@ http {{
             self.pid = None
         else:
             self._stop_pid_file()
+
+    def log_offset(self) -> int:
+        try:
+            return self.access_log.stat().st_size
+        except OSError:
+            return 0
+
+    def requests_since(self, offset: int) -> tuple[int, int]:
+        """(requests, body bytes sent) logged after `offset` of the access log."""
+        # nginx logs a request when it finalizes it, which may be a moment after the client
+        # has its last byte and exits.
+        time.sleep(0.05)
+        try:
+            with open(self.access_log, "rb") as f:
+                f.seek(offset)
+                lines = f.read().splitlines()
+        except OSError:
+            return 0, 0
+        served = 0
+        for line in lines:
+            fields = line.split()
+            if len(fields) == 2 and fields[1].isdigit():
+                served += int(fields[1])
+        return len(lines), served
 
     def version(self) -> str:
         out = subprocess.run([self.binary, "-v"], capture_output=True, text=True)
@@ -523,6 +554,8 @@ class Run:
     cpu: float
     rss_kib: int
     error: str = ""
+    requests: int = 0  # HTTP requests nginx logged during the run
+    served: int = 0  # body bytes nginx sent during the run
     api: dict[str, object] = dataclasses.field(default_factory=dict)  # run_ours.py's report
 
 
@@ -574,7 +607,9 @@ def gnu_time() -> str | None:
 GNU_TIME = gnu_time()
 
 
-def run_once(c: Contender, job: Job, timeout: float, logs: Path, wrap: Sequence[str] = ()) -> Run:
+def run_once(
+    c: Contender, job: Job, timeout: float, logs: Path, server: Nginx | None = None, wrap: Sequence[str] = ()
+) -> Run:
     clear_dir(job.out_dir)
     # Write back what earlier runs left dirty, so it lands on no one's clock.
     os.sync()
@@ -589,6 +624,7 @@ def run_once(c: Contender, job: Job, timeout: float, logs: Path, wrap: Sequence[
         # command from its own small address space and reports the command's peak alone.
         argv = [GNU_TIME, "-f", "%M", "-o", str(rss_path), *argv]
     stdout_path, stderr_path = logs / "stdout", logs / "stderr"
+    log_offset = server.log_offset() if server else 0
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(
@@ -623,6 +659,8 @@ def run_once(c: Contender, job: Job, timeout: float, logs: Path, wrap: Sequence[
         lines = [x for x in _read(rss_path).split() if x.isdigit()]
         rss_kib = int(lines[-1]) if lines else 0
     run = Run(True, wall, usage.ru_utime + usage.ru_stime, rss_kib)
+    if server:
+        run.requests, run.served = server.requests_since(log_offset)
     if c.ours:
         run.api = ours_report(_read(stdout_path))
     if timed_out.is_set():
@@ -691,7 +729,13 @@ class Summary:
 
 
 def run_workload(
-    w: Workload, runs: int, timeout: float, work: Path, perf: bool = False, profiles: list[Profile] | None = None
+    w: Workload,
+    runs: int,
+    timeout: float,
+    work: Path,
+    server: Nginx | None = None,
+    perf: bool = False,
+    profiles: list[Profile] | None = None,
 ) -> list[Summary]:
     """Rounds over the contenders of `w`; with `perf`, one profiled run of ours after them."""
     profiles = [] if profiles is None else profiles
@@ -713,7 +757,7 @@ def run_workload(
         for i in order:
             c = w.contenders[i]
             job, logs = jobs[i]
-            run = run_once(c, job, timeout, logs)
+            run = run_once(c, job, timeout, logs, server)
             summaries[i].runs.append(run)
             status = "ok" if run.ok else f"FAILED ({run.error})"
             log(
@@ -745,7 +789,7 @@ def profile_once(c: Contender, job: Job, timeout: float, logs: Path, w: Workload
     data = out / f"{w.key}-{slug(c.label)}.data"
     text = data.with_suffix(".txt")
     wrap = ["perf", "record", "-q", "-F", "999", "-g", "-o", str(data), "--"]
-    run = run_once(c, job, timeout, logs, wrap=wrap)
+    run = run_once(c, job, timeout, logs, wrap=wrap)  # its requests are not counted
     profile = Profile(w.key, c.label, text, [])
     if not run.ok:
         profile.error = run.error
@@ -796,7 +840,7 @@ def render_table(w: Workload, summaries: list[Summary]) -> str:
     ref = find(summaries, w.reference) if w.reference and w.reference != "ideal" else None
     files = len(w.expected)
     head = ["tool", "conns", "runs ok", "wall median (s)", "wall min–max (s)", "CPU median (s)",
-            "peak RSS (MiB)", "MiB/s"]  # fmt: skip
+            "peak RSS (MiB)", "requests", "sent ÷ size", "MiB/s"]  # fmt: skip
     if files > 1:
         head.append("files/s")
     if ref is not None:
@@ -817,6 +861,8 @@ def render_table(w: Workload, summaries: list[Summary]) -> str:
             f"{min(walls):.3f}–{max(walls):.3f}" if walls else "—",
             fmt(s.cpu),
             fmt(s.rss_mib, ".1f"),
+            fmt(s.median("requests"), ".0f"),
+            fmt(ratio(s.median("served"), s.contender.total_bytes or w.total_bytes), ".2f"),
             fmt(ratio((s.contender.total_bytes or w.total_bytes) / MiB, s.wall), ".1f"),
         ]
         if files > 1:
@@ -1204,7 +1250,7 @@ def _run(
         if not w.contenders:
             notes.append(f"workload {w.key}: no contender available")
             continue
-        results[w.key] = (w, run_workload(w, args.runs, args.timeout, work, perf, profiles))
+        results[w.key] = (w, run_workload(w, args.runs, args.timeout, work, nginx, perf, profiles))
 
     report = render_report(args, results, notes, machine_info(args.python, nginx, ours_note, work), started, profiles)
     print(report)
