@@ -121,12 +121,13 @@ class Dispatcher:
             run.pending_ends = max(0, run.pending_ends - 1)
             self._cond.notify_all()
 
-    def mute_if_idle(self, run: Run) -> None:
+    def mute_if_idle(self, run: Run) -> bool:
         """Mute ``run`` if it expects no ``end`` (it ended, or never started): releasing it
         at close must not show the user a "Download stopped" after a finished download."""
         with self._cond:
             if run.pending_ends == 0:
                 run.muted = True
+            return run.muted
 
     def stopped(self, run: Run) -> None:
         """``stop_download`` returned 0: every event of the id is already queued."""

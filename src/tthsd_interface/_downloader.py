@@ -130,7 +130,7 @@ class _Session:
             for frame in self.with_frames:
                 frame.append(run)
 
-    def stop(self, downloader_id: int) -> bool:
+    def stop(self, downloader_id: int, *, quiet: bool = False) -> bool:
         rc = self.lib.stop_download(downloader_id)
         if rc != 0:
             _TIlog.warning(
@@ -141,7 +141,10 @@ class _Session:
             run = self.runs.get(downloader_id)
         if run is not None:
             self.dispatcher.stopped(run)
-        _TIlog.info("downloader %d stopped", downloader_id)
+        if quiet:
+            _TIlog.debug("downloader %d released", downloader_id)
+        else:
+            _TIlog.info("downloader %d stopped", downloader_id)
         return True
 
     def close(self) -> None:
@@ -152,8 +155,8 @@ class _Session:
             live = [r for r in self.runs.values() if not r.stopped]
         self.dispatcher.begin_close()
         for run in live:
-            self.dispatcher.mute_if_idle(run)
-            self.stop(run.downloader_id)
+            idle = self.dispatcher.mute_if_idle(run)
+            self.stop(run.downloader_id, quiet=idle)
         self.dispatcher.shutdown()
 
 

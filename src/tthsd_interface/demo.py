@@ -86,11 +86,21 @@ def _make_handler(files: Mapping[str, bytes]) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A downloader closes connections it no longer needs (after a probe, when a range
+        # is taken over at the tail, on pause or stop): not worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 @contextmanager
 def serve_files(files: Mapping[str, bytes]) -> Iterator[str]:
     """Serve ``{"/path": bytes}`` on 127.0.0.1 in a thread; yields the base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(files))
-    server.daemon_threads = True
+    server = _QuietServer(("127.0.0.1", 0), _make_handler(files))
     thread = threading.Thread(target=server.serve_forever, name="demo-http", daemon=True)
     thread.start()
     try:
@@ -105,10 +115,10 @@ def serve_files(files: Mapping[str, bytes]) -> Iterator[str]:
 class _Progress:
     """The demo's callback: one line per task event, and a throttled progress line."""
 
-    def __init__(self) -> None:
+    def __init__(self, total_bytes: int) -> None:
+        self.total_bytes = total_bytes
         self.last_print = 0.0
         self.done: dict[str, int] = {}
-        self.total: dict[str, int] = {}
         self.errors: list[str] = []
 
     def __call__(self, event: dict[str, Any], msg: dict[str, Any]) -> None:
@@ -118,11 +128,10 @@ class _Progress:
             print(f"  start   [{msg.get('Index')}/{msg.get('Total')}] {name}")
         elif kind == "update":
             self.done[name] = int(msg.get("Downloaded", 0))
-            self.total[name] = int(msg.get("Total", 0))
             now = time.monotonic()
             if now - self.last_print >= 0.2:
                 self.last_print = now
-                done, total = sum(self.done.values()), sum(self.total.values())
+                done, total = sum(self.done.values()), self.total_bytes
                 if total:
                     print(f"  progress {done / total:6.1%}  {done >> 20} / {total >> 20} MiB")
         elif kind == "endOne":
@@ -155,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         urls = [base + name for name in files]
         paths = [out / name.lstrip("/") for name in files]
         print(f"serving {len(files)} x {args.size_mb} MiB at {base}; saving to {out}")
-        progress = _Progress()
+        progress = _Progress(sum(len(body) for body in files.values()))
         started = time.monotonic()
         with TTHSDownloader(args.dll_path) as dl:
             print(f"core {dl.core_version or '?'} from {dl.library_path}")
