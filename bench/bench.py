@@ -799,10 +799,18 @@ def profile_once(c: Contender, job: Job, timeout: float, logs: Path, w: Workload
          "--percent-limit", "0.5", "-g", "none"],
         capture_output=True, text=True,
     )  # fmt: skip
-    text.write_text(report.stdout + report.stderr)
-    lines = [line for line in report.stdout.splitlines() if line.strip() and not line.startswith("#")]
-    # Without srcline data perf pads each row with "-" columns: drop them.
-    profile.top = [re.sub(r"(\s+-)+\s*$", "", line) for line in lines[:15]]
+    by_dso = subprocess.run(
+        ["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso", "-g", "none"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    text.write_text(by_dso.stdout + report.stdout + report.stderr)
+
+    def rows(out: str, n: int) -> list[str]:
+        lines = [line for line in out.splitlines() if line.strip() and not line.startswith("#")]
+        # Without srcline data perf pads each row with "-" columns: drop them.
+        return [re.sub(r"(\s+-)+\s*$", "", line).rstrip() for line in lines[:n]]
+
+    profile.top = [*rows(by_dso.stdout, 6), "", *rows(report.stdout, 15)]
     if report.returncode != 0:
         profile.error = (report.stderr.strip().splitlines() or ["perf report failed"])[-1]
     log(f"   perf: {c.label} -> {text}")
@@ -1311,7 +1319,8 @@ def render_report(
             if prof.error:
                 out += [f"No profile: {prof.error}", ""]
             if prof.top:
-                out += [f"Top of `perf report --no-children --sort dso,symbol` (whole: `{prof.path}`):", "", "```"]
+                out += [f"Top of `perf report --no-children --sort dso`, then `dso,symbol` (all: `{prof.path}`):",
+                        "", "```"]  # fmt: skip
                 out += prof.top + ["```", ""]
     if notes:
         out += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
