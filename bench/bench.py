@@ -7,10 +7,12 @@ Contract:
   `bench/RESULTS.md` when `--write-results` is given on a full-size run.
 * nginx serves the data on loopback from two servers: a plain one, and one whose every
   connection is capped by `limit_rate` (8 MiB/s by default, like a per-connection CDN cap).
+  Its access log gives each run's request count and body bytes sent.
 * Each contender runs as a child process; wall time is measured around it, CPU time
-  (user + sys) and peak RSS come from `os.wait4`, so they cover the child and every thread
-  it ran. Rounds alternate over the contenders, starting one further each round, so drift
-  on this shared machine hits every tool alike. The median of the runs is reported.
+  (user + sys) comes from `os.wait4`, so it covers the child and every thread it ran, and
+  peak RSS from GNU time's `%M`. Rounds alternate over the contenders, starting one
+  further each round, so drift on this shared machine hits every tool alike. The median
+  of the runs is reported.
 * Every output is checked against the SHA-256 of its source; a run with a missing or wrong
   file, a non-zero exit status, or a timeout counts as FAILED and is left out of medians.
 * "ours" runs `bench/run_ours.py` (the Python API, `TTHSDownloader.start_download`). It is
@@ -714,6 +716,15 @@ class Summary:
         return statistics.median(values) if values else None
 
     @property
+    def connections(self) -> int:
+        """The connection budget: as ours reports it (thread_count), else as it was given."""
+        for run in reversed(self.good):
+            stats = run.api.get("stats")
+            if isinstance(stats, dict) and isinstance(stats.get("thread_count"), int) and stats["thread_count"] > 0:
+                return int(stats["thread_count"])
+        return self.contender.connections
+
+    @property
     def wall(self) -> float | None:
         return self.median("wall")
 
@@ -863,7 +874,7 @@ def render_table(w: Workload, summaries: list[Summary]) -> str:
         status = f"{len(good)}/{len(s.runs)}" if s.ok else f"**FAILED** {len(good)}/{len(s.runs)}"
         row = [
             s.contender.label,
-            str(s.contender.connections),
+            str(s.connections),
             status,
             fmt(s.wall),
             f"{min(walls):.3f}–{max(walls):.3f}" if walls else "—",
@@ -878,7 +889,7 @@ def render_table(w: Workload, summaries: list[Summary]) -> str:
         if ref is not None:
             row += [fmt(ratio(s.wall, ref.wall), ".2f"), fmt(ratio(s.cpu, ref.cpu), ".2f")]
         if w.reference == "ideal":
-            ideal = ideal_time(w, s.contender.connections)
+            ideal = ideal_time(w, s.connections)
             row += [f"{ideal:.3f}", fmt(ratio(s.wall, ideal), ".2f")]
         row += [fmt(s.api_median("api_wall")), fmt(s.api_median("api_cpu"))]
         rows.append(row)
@@ -887,10 +898,17 @@ def render_table(w: Workload, summaries: list[Summary]) -> str:
     failures = [(s.contender.label, r.error) for s in summaries for r in s.runs if not r.ok]
     for label, error in failures[:10]:
         lines.append(f"\nFAILED run of {label}: {error}")
-    events = [(s.contender.label, s.good[-1].api.get("events")) for s in summaries if s.contender.ours and s.good]
-    for label, counts in events:
-        if counts:
-            lines.append(f"\nEvents seen by {label} (last run): {json.dumps(counts, sort_keys=True)}")
+    for s in summaries:
+        if not (s.contender.ours and s.runs):
+            continue
+        last = (s.good or s.runs)[-1].api
+        parts = []
+        if last.get("events"):
+            parts.append(f"events {json.dumps(last['events'], sort_keys=True)}")
+        if last.get("stats"):
+            parts.append(f"stats {json.dumps(last['stats'], sort_keys=True)}")
+        if parts:
+            lines.append(f"\n{s.contender.label}, last run: " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -936,10 +954,10 @@ def judge(results: dict[str, tuple[Workload, list[Summary]]]) -> list[Verdict]:
     if "2" in results:
         w, summaries = results["2"]
         for s in ours_rows("2"):
-            ideal = ideal_time(w, s.contender.connections)
+            ideal = ideal_time(w, s.connections)
             check(f"W2 {s.contender.label}: wall ≤ {TARGET_W2_IDEAL}× ideal ({ideal:.3f} s)",
                   ratio(s.wall, ideal), TARGET_W2_IDEAL, f"{fmt(ratio(s.wall, ideal), '.2f')}×")  # fmt: skip
-            if s.contender.connections != 16:
+            if s.contender.connections != 16:  # as asked, not as reported
                 continue
             for peer_key in ("aria2c", "axel"):
                 peer = next((p for p in summaries if p.contender.key == peer_key), None)

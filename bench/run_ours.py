@@ -15,7 +15,8 @@ or, lacking that, by polling `get_performance_stats`.
 Prints one JSON line on stdout, after the prefix `run_ours-report: `: `ok`, `events` (counts by Type), `errors` (the first few
 `err` messages), `api_wall` and `api_cpu` (seconds from `start_download` to the end, CPU of
 the whole process over that span), `startup` (seconds from interpreter start to a
-constructed downloader), `wait_by`. Exit status: 0 success, 1 an `err` event or a failed
+constructed downloader), `wait_by`, `state` and `stats` (a few keys of
+`get_performance_stats` after the end: thread_count, chunk_size, retries, bytes_fetched...). Exit status: 0 success, 1 an `err` event or a failed
 state, 3 import or library failure, 4 `start_download` refused, 5 timeout.
 
 `--lib PATH` sets TTHSD_LIBRARY before the import. Run with the cwd in the work dir: the
@@ -42,6 +43,8 @@ def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
     return usage.ru_utime + usage.ru_stime
 
+
+STATS_KEYS = ("thread_count", "chunk_size", "connections", "retries", "bytes_fetched", "downloaded", "total")
 
 # The package may log to stdout too: the harness looks for the line with this prefix.
 REPORT_PREFIX = "run_ours-report: "
@@ -192,13 +195,15 @@ def main() -> int:
         emit(report)
         print(f"run_ours: no end within {args.timeout:.0f} s", file=sys.stderr)
         return 5
-    state = None
     try:
-        stats = stats_of(dl, dl_id)
-        state = stats.get("state") if stats else None
-    except Exception:
-        pass
+        stats = stats_of(dl, dl_id) or {}
+    except Exception as e:  # stats are a diagnostic: report, do not fail the run
+        stats = {}
+        report["stats_error"] = f"{type(e).__name__}: {e}"
+    state = stats.get("state")
     report["state"] = state
+    # What the engine says it did: the harness prints these under its table.
+    report["stats"] = {k: stats[k] for k in STATS_KEYS if k in stats}
     report["ok"] = not errors and state not in ("failed", "stopped")
     emit(report)
     if errors:
