@@ -33,6 +33,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -510,6 +511,21 @@ def ours_report(stdout: str) -> dict[str, object]:
     return {}
 
 
+def ours_cli(template: str, n: int, setup: OursSetup | None) -> Contender:
+    """Our command-line tool, from a template with {urls_file}, {out_dir}, {connections}."""
+
+    def argv(job: Job) -> list[str]:
+        urls_file = job.scratch / "urls.txt"
+        if not urls_file.exists():
+            _write_lines(urls_file, job.urls)
+        values = {"urls_file": str(urls_file), "out_dir": str(job.out_dir), "connections": str(n)}
+        return [token.format(**values) for token in shlex.split(template)]
+
+    # Same package and library as the API rows when they were found.
+    env = setup.env if setup else {}
+    return Contender("ours", f"ours CLI ({n})", n, argv, env=env)
+
+
 def find_ours(python: str, lib: str | None, work: Path) -> tuple[OursSetup | None, str]:
     """Check that run_ours.py can import tthsd_interface and load its library."""
     env: dict[str, str] = {}
@@ -923,7 +939,7 @@ def judge(results: dict[str, tuple[Workload, list[Summary]]]) -> list[Verdict]:
     out: list[Verdict] = []
 
     def ours_rows(key: str) -> list[Summary]:
-        return [s for s in results[key][1] if s.contender.ours] if key in results else []
+        return [s for s in results[key][1] if s.contender.key == "ours"]  # API and CLI rows if key in results else []
 
     def check(target: str, value: float | None, limit: float, measured: str, *, at_least: bool = False) -> None:
         if value is None:
@@ -1076,6 +1092,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=900, help="seconds before a run is killed and FAILED")
     p.add_argument("--port-plain", type=int, default=0, help="port of the plain server (default: a free one)")
     p.add_argument("--port-throttled", type=int, default=0, help="port of the throttled server (default: a free one)")
+    p.add_argument("--cli", help="also run our command-line tool: a template with {urls_file} (one URL a line), {out_dir}, {connections}")
+    p.add_argument("--cli-multiple", help="the --cli template for workload 3 (default: --cli)")
     p.add_argument("--perf", action="store_true", help="after each workload, profile one more run of ours with perf record")
     p.add_argument("--write-results", action="store_true", help=f"write {RESULTS_PATH.relative_to(REPO)} (full-size runs only)")
     p.add_argument("--force", action="store_true", help="allow --write-results on a smoke run")
@@ -1219,6 +1237,8 @@ def _run(
             cs.append(hf_single(args.python, n))
         if ours_setup:
             cs += [ours(ours_setup, n), ours(ours_setup, 0)]
+        if args.cli:
+            cs.append(ours_cli(args.cli, n, ours_setup))
         return cs
 
     small_urls = [nginx.plain_url(rel) for rel in small_rels]
@@ -1242,6 +1262,8 @@ def _run(
             cs.append(aria2c_multi(n))
         if ours_setup:
             cs += [ours(ours_setup, n, multiple=True), ours(ours_setup, 0, multiple=True)]
+        if args.cli:
+            cs.append(ours_cli(args.cli_multiple or args.cli, n, ours_setup))
         ref = cs[0].label if cs and cs[0].key == "curl" else ""
         workloads.append(Workload("3", f"{args.files} files of {args.file_kb} KiB, plain server", small_urls,
                                   small_expected, args.files * small, cs, reference=ref))  # fmt: skip
