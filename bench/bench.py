@@ -161,6 +161,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 class Nginx:
     """nginx under its own prefix in the work dir: a plain server and a throttled one."""
 
@@ -252,15 +255,20 @@ http {{
         # file may be gone (another master deletes it on exit), so look for our config.
         for pid in _our_nginx_masters(self.conf):
             _terminate(pid)
+        # A pid file left by a master killed with SIGKILL would name a process that is gone.
+        self.pid_file.unlink(missing_ok=True)
         started = subprocess.run(base, capture_output=True, text=True)
         if started.returncode != 0:
             raise SystemExit(f"nginx did not start:\n{started.stderr}\n(see {self.error_log})")
         deadline = time.monotonic() + 10
         while True:
             try:
-                self.pid = int(self.pid_file.read_text().strip())
+                pid = int(self.pid_file.read_text().strip())
+                if not _is_our_nginx(pid, self.conf):
+                    raise ValueError("not up yet")
+                self.pid = pid
                 for url in (self.plain_url(probe_rel), self.throttled_url(probe_rel)):
-                    with urllib.request.urlopen(url, timeout=2) as r:
+                    with NO_PROXY_OPENER.open(url, timeout=2) as r:
                         r.read()
                 return
             except urllib.error.HTTPError as e:
@@ -285,7 +293,8 @@ http {{
 
     def stop(self) -> None:
         if self.pid is not None:
-            _terminate(self.pid)
+            if _is_our_nginx(self.pid, self.conf):
+                _terminate(self.pid)
             self.pid = None
         else:
             self._stop_pid_file()
@@ -547,7 +556,7 @@ def find_ours(python: str, lib: str | None, work: Path) -> tuple[OursSetup | Non
     for attempt in attempts:
         proc = subprocess.run(
             [python, str(HERE / "run_ours.py"), "--check"],
-            capture_output=True, text=True, env={**os.environ, **attempt}, cwd=cwd, timeout=120,
+            capture_output=True, text=True, env=child_env(attempt), cwd=cwd, timeout=120,
         )  # fmt: skip
         if proc.returncode == 0:
             info = json.dumps(ours_report(proc.stdout), sort_keys=True)
@@ -625,6 +634,17 @@ def gnu_time() -> str | None:
 GNU_TIME = gnu_time()
 
 
+# Every request goes to 127.0.0.1: a proxy from the environment would measure the proxy.
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
+    env.update(extra)
+    env["no_proxy"] = env["NO_PROXY"] = "127.0.0.1,localhost"
+    return env
+
+
 def run_once(
     c: Contender, job: Job, timeout: float, logs: Path, server: Nginx | None = None, wrap: Sequence[str] = ()
 ) -> Run:
@@ -647,7 +667,7 @@ def run_once(
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=job.scratch,
-            env={**os.environ, **c.env}, start_new_session=True,
+            env=child_env(c.env), start_new_session=True,
         )  # fmt: skip
         timed_out = threading.Event()
 
