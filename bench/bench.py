@@ -1065,7 +1065,7 @@ def machine_info(python: str, nginx: Nginx, ours_note: str, work: Path) -> list[
                 mem = f"{int(line.split()[1]) / (1 << 20):.1f} GiB"
     except OSError:
         pass
-    commit = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    commit = first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"])
     df = subprocess.run(["df", "--output=fstype", str(work)], capture_output=True, text=True)
     fs = (df.stdout.split() or ["?"])[-1]
     return [
