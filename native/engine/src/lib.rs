@@ -19,6 +19,7 @@
 //! - [`journal`]: the durable record of which ranges are on disk.
 //! - [`checksum`]: expected digests.
 //! - [`events`]: what a run reports.
+//! - [`remote`]: events to a TCP or WebSocket listener.
 
 pub mod checksum;
 pub mod downloader;
@@ -30,6 +31,7 @@ pub mod journal;
 pub mod plan;
 pub mod range;
 pub mod ratelimit;
+pub mod remote;
 pub mod retry;
 mod run;
 pub mod runtime;

@@ -1,14 +1,21 @@
 //! Cutting one file into ranges and handing them to connections.
 //!
 //! The file's missing bytes are cut into pieces of at most `chunk_size`. A connection
-//! takes the next piece; when none is left it steals the back half of the piece with the
-//! most bytes still to come, so no connection idles while another still has work (the
+//! takes the next piece; when none is left it steals the back half of the piece that
+//! will take longest to finish, so no connection idles while another still has work (the
 //! tail re-split). Each piece is a [`Lease`]; its owner claims bytes before writing them,
 //! and a thief only splits above what was claimed, so two connections never write the
 //! same byte.
+//!
+//! A steal is not free: the victim's request already asked for the stolen bytes, so the
+//! victim must drop its connection when it reaches the new end, and whatever the server
+//! had in flight is wasted. So a piece is split only when its owner would need longer
+//! than `min_steal_time` to finish it at its measured speed: a fast connection near its
+//! end is left alone, a slow or stalled one is relieved.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// A piece smaller than twice this is never split.
 pub const MIN_SPLIT: u64 = 512 * 1024;
@@ -19,6 +26,25 @@ struct LeaseState {
     pos: u64,
     /// Exclusive end; lowered when a thief takes the back half.
     end: u64,
+    /// When the owner got the piece: its speed is measured from here.
+    since: Instant,
+    /// `pos` at `since`.
+    pos_at_since: u64,
+}
+
+impl LeaseState {
+    /// Time the owner still needs at its speed so far; `None` before any byte arrived.
+    fn time_left(&self, now: Instant) -> Option<Duration> {
+        let done = self.pos - self.pos_at_since;
+        let elapsed = now.saturating_duration_since(self.since).as_secs_f64();
+        if done == 0 || elapsed <= 0.0 {
+            return None;
+        }
+        let speed = done as f64 / elapsed;
+        Some(Duration::from_secs_f64(
+            self.end.saturating_sub(self.pos) as f64 / speed,
+        ))
+    }
 }
 
 /// One connection's share of the file: the half-open range `[pos, end)`.
@@ -33,7 +59,12 @@ impl Lease {
     fn new(start: u64, end: u64) -> Self {
         Lease {
             start,
-            state: Arc::new(Mutex::new(LeaseState { pos: start, end })),
+            state: Arc::new(Mutex::new(LeaseState {
+                pos: start,
+                end,
+                since: Instant::now(),
+                pos_at_since: start,
+            })),
         }
     }
 
@@ -78,7 +109,12 @@ impl Lease {
 /// The pieces of one file still to hand out, and the ones being worked.
 pub struct Plan {
     inner: Mutex<PlanInner>,
+    /// A piece is split only if its owner needs longer than this to finish it.
+    min_steal_time: Duration,
 }
+
+/// The default `min_steal_time`: a few round trips of a new request.
+pub const MIN_STEAL_TIME: Duration = Duration::from_millis(60);
 
 struct PlanInner {
     pending: VecDeque<(u64, u64)>,
@@ -103,7 +139,14 @@ impl Plan {
                 pending,
                 active: Vec::new(),
             }),
+            min_steal_time: MIN_STEAL_TIME,
         }
+    }
+
+    /// Changes the steal threshold (zero: split whenever a piece is large enough).
+    pub fn with_min_steal_time(mut self, t: Duration) -> Self {
+        self.min_steal_time = t;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, PlanInner> {
@@ -143,7 +186,25 @@ impl Plan {
             inner.active.push(lease.clone());
             return Some(lease);
         }
-        let victim = inner.active.iter().max_by_key(|l| l.remaining())?.clone();
+        let now = Instant::now();
+        // The piece that will take longest; one with no byte yet counts as slow once it
+        // is older than the threshold (its connection may be stalled).
+        let victim = inner
+            .active
+            .iter()
+            .filter(|l| l.remaining() >= 2 * MIN_SPLIT)
+            .filter_map(|l| {
+                let s = l.lock();
+                let left = s.time_left(now).or_else(|| {
+                    let age = now.saturating_duration_since(s.since);
+                    (age > self.min_steal_time).then_some(Duration::MAX)
+                })?;
+                drop(s);
+                (left > self.min_steal_time || self.min_steal_time.is_zero())
+                    .then(|| (left, l.clone()))
+            })
+            .max_by_key(|(left, _)| *left)?
+            .1;
         let stolen = {
             let mut v = victim.lock();
             let remaining = v.end.saturating_sub(v.pos);
@@ -212,7 +273,7 @@ mod tests {
     #[test]
     fn steals_the_back_half_of_the_largest_piece() {
         let total = 8 * MIN_SPLIT;
-        let p = Plan::new(&[(0, total)], total);
+        let p = Plan::new(&[(0, total)], total).with_min_steal_time(Duration::ZERO);
         let a = p.next().unwrap();
         a.claim(MIN_SPLIT);
         let b = p.next().unwrap();
@@ -223,6 +284,32 @@ mod tests {
         // The owner is cut short at the split point.
         let (off, n) = a.claim(total);
         assert_eq!((off, off + n), (MIN_SPLIT, b.start));
+    }
+
+    #[test]
+    fn fast_owners_near_their_end_are_left_alone() {
+        let total = 64 * MIN_SPLIT;
+        let p = Plan::new(&[(0, total)], total).with_min_steal_time(Duration::from_secs(3600));
+        let a = p.next().unwrap();
+        a.claim(MIN_SPLIT);
+        // At any realistic speed the owner finishes well within an hour.
+        assert!(p.next().is_none());
+        // A piece with no byte yet, younger than the threshold, is not split either.
+        let q = Plan::new(&[(0, total)], total).with_min_steal_time(Duration::from_secs(3600));
+        let _b = q.next().unwrap();
+        assert!(q.next().is_none());
+    }
+
+    #[test]
+    fn slow_owners_are_relieved() {
+        let total = 64 * MIN_SPLIT;
+        let p = Plan::new(&[(0, total)], total).with_min_steal_time(Duration::from_millis(20));
+        let a = p.next().unwrap();
+        a.claim(1);
+        std::thread::sleep(Duration::from_millis(30));
+        // One byte in 30 ms: the rest would take ages.
+        let b = p.next().expect("stolen");
+        assert!(b.start > 1 && a.end() == b.start);
     }
 
     #[test]
@@ -264,7 +351,8 @@ mod tests {
     #[test]
     fn concurrent_claims_and_steals_cover_each_byte_once() {
         let total = 64 * MIN_SPLIT + 12345;
-        let plan = Arc::new(Plan::new(&[(0, total)], 5 * MIN_SPLIT));
+        let plan =
+            Arc::new(Plan::new(&[(0, total)], 5 * MIN_SPLIT).with_min_steal_time(Duration::ZERO));
         let written = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
         for _ in 0..8 {

@@ -12,6 +12,7 @@ use std::ffi::{c_char, c_int};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tthsd_engine::remote::{self, RemoteSink, Tee};
 use tthsd_engine::{Config, Downloader, EventSink, Mode, NullSink, ProxySetting, RetryPolicy};
 
 use crate::args::{chunk_size_bytes, optional_bool, optional_str, required_str, thread_count};
@@ -31,10 +32,10 @@ unsafe fn create(
     threads: c_int,
     chunk_size_mb: c_int,
     callback: tthsd_callback,
-    _use_callback_url: bool,
+    use_callback_url: bool,
     user_agent: *const c_char,
-    _remote_callback_url: *const c_char,
-    _use_socket: *const bool,
+    remote_callback_url: *const c_char,
+    use_socket: *const bool,
     headers_json: *const c_char,
 ) -> Result<c_int, String> {
     // SAFETY (all reads below): the caller passes NULL or valid NUL-terminated strings.
@@ -53,13 +54,37 @@ unsafe fn create(
     if let Some(h) = unsafe { optional_str(headers_json, "headers_json")? } {
         config.headers = tthsd_engine::parse_headers_json(h).map_err(|e| e.message)?;
     }
+    // The remote target is checked before anything is started.
+    let remote = match unsafe { optional_str(remote_callback_url, "remote_callback_url")? } {
+        Some(url) if use_callback_url => {
+            // SAFETY: NULL or a readable bool.
+            let socket = unsafe { optional_bool(use_socket) } == Some(true);
+            Some(remote::parse_target(url, socket).map_err(|e| e.message)?)
+        }
+        _ => None,
+    };
     let pump = match callback {
         Some(cb) => Some(EventPump::start(cb)?),
         None => None,
     };
-    let sink: Arc<dyn EventSink> = match &pump {
+    let local: Arc<dyn EventSink> = match &pump {
         Some(p) => Arc::new(PumpSink(p.clone())),
         None => Arc::new(NullSink),
+    };
+    let sink: Arc<dyn EventSink> = match remote {
+        Some(target) => match RemoteSink::start(target, local.clone()) {
+            Ok(r) => Arc::new(Tee {
+                local,
+                remote: Some(r),
+            }),
+            Err(e) => {
+                if let Some(p) = &pump {
+                    p.close();
+                }
+                return Err(e.message);
+            }
+        },
+        None => local,
     };
     let downloader = match Downloader::new(tasks, config, sink) {
         Ok(d) => d,

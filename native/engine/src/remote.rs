@@ -1,0 +1,287 @@
+//! Remote event sinks (ABI.md §6): every event also goes to a listener over TCP (one
+//! JSON object per line) or a WebSocket (one text message each), as
+//! `{"Type": ..., "Msg": "<msg JSON as a string>", "Event": {...}}`.
+//!
+//! A listener never slows a download: `emit` only queues. One writer task per sink
+//! sends in order; when the queue grows, `update` messages are dropped first; every send
+//! and connect is bounded in time; after [`MAX_FAILURES`] failures in a row the sink
+//! gives up, and says so once as a `msg` event on the local sink.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::error::{Error, Result};
+use crate::events::{Event, EventKind, EventSink};
+
+/// Above this many queued messages, `update`s are dropped.
+const UPDATE_BACKLOG: usize = 256;
+/// Above this many, everything is dropped (a dead listener cannot grow memory).
+const HARD_BACKLOG: usize = 65_536;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connect or send failures in a row before the sink gives up for good.
+pub const MAX_FAILURES: u32 = 3;
+
+/// Where events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `host:port`, one JSON object per line.
+    Tcp(String),
+    /// `ws://` or `wss://` URL.
+    WebSocket(String),
+}
+
+/// Reads the remote URL as ABI.md §6 does: a TCP `host:port` when `use_socket`, else a
+/// WebSocket URL (`http://` → `ws://`, `https://` → `wss://`).
+pub fn parse_target(url: &str, use_socket: bool) -> Result<Target> {
+    let url = url.trim();
+    if use_socket {
+        let rest = url
+            .split_once("://")
+            .map(|(_, r)| r)
+            .unwrap_or(url)
+            .trim_end_matches('/');
+        let ok = rest
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !ok {
+            return Err(Error::invalid(format!(
+                "remote_callback_url {url:?} is not host:port (use_socket is true)"
+            )));
+        }
+        return Ok(Target::Tcp(rest.to_owned()));
+    }
+    let ws = if let Some(r) = url.strip_prefix("http://") {
+        format!("ws://{r}")
+    } else if let Some(r) = url.strip_prefix("https://") {
+        format!("wss://{r}")
+    } else if url.starts_with("ws://") || url.starts_with("wss://") {
+        url.to_owned()
+    } else {
+        return Err(Error::invalid(format!(
+            "remote_callback_url {url:?} must be an http(s):// or ws(s):// URL"
+        )));
+    };
+    url::Url::parse(&ws)
+        .map_err(|e| Error::invalid(format!("remote_callback_url {url:?}: {e}")))?;
+    Ok(Target::WebSocket(ws))
+}
+
+/// The wire form of one event.
+pub fn wire_message(e: &Event) -> String {
+    json!({"Type": e.type_name(), "Msg": e.msg_json(), "Event": e.event_value()}).to_string()
+}
+
+enum Item {
+    Event(Event),
+    Close,
+}
+
+pub struct RemoteSink {
+    tx: mpsc::UnboundedSender<Item>,
+    backlog: Arc<AtomicUsize>,
+}
+
+impl RemoteSink {
+    /// Starts the writer task; connecting happens there, lazily.
+    pub fn start(target: Target, local: Arc<dyn EventSink>) -> Result<Self> {
+        let rt = crate::runtime::runtime()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        rt.spawn(writer(target, rx, backlog.clone(), local));
+        Ok(RemoteSink { tx, backlog })
+    }
+}
+
+impl EventSink for RemoteSink {
+    fn emit(&self, event: Event) {
+        let queued = self.backlog.load(Ordering::Relaxed);
+        if queued >= HARD_BACKLOG || (event.is_update() && queued >= UPDATE_BACKLOG) {
+            return;
+        }
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(Item::Event(event)).is_err() {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for RemoteSink {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Item::Close);
+    }
+}
+
+/// Sends every event to the local sink and, when there is one, the remote one.
+pub struct Tee {
+    pub local: Arc<dyn EventSink>,
+    pub remote: Option<RemoteSink>,
+}
+
+impl EventSink for Tee {
+    fn emit(&self, event: Event) {
+        if let Some(r) = &self.remote {
+            r.emit(event.clone());
+        }
+        self.local.emit(event);
+    }
+}
+
+enum Conn {
+    Tcp(TcpStream),
+    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+}
+
+impl Conn {
+    async fn open(target: &Target) -> std::result::Result<Conn, String> {
+        match target {
+            Target::Tcp(addr) => {
+                let s = TcpStream::connect(addr.as_str())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = s.set_nodelay(true);
+                Ok(Conn::Tcp(s))
+            }
+            Target::WebSocket(url) => {
+                let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Conn::Ws(Box::new(ws)))
+            }
+        }
+    }
+
+    async fn send(&mut self, text: &str) -> std::result::Result<(), String> {
+        match self {
+            Conn::Tcp(s) => {
+                let mut line = Vec::with_capacity(text.len() + 1);
+                line.extend_from_slice(text.as_bytes());
+                line.push(b'\n');
+                s.write_all(&line).await.map_err(|e| e.to_string())
+            }
+            Conn::Ws(ws) => ws
+                .send(Message::text(text.to_owned()))
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Conn::Tcp(mut s) => {
+                let _ = s.shutdown().await;
+            }
+            Conn::Ws(mut ws) => {
+                let _ = ws.close().await;
+            }
+        }
+    }
+}
+
+async fn writer(
+    target: Target,
+    mut rx: mpsc::UnboundedReceiver<Item>,
+    backlog: Arc<AtomicUsize>,
+    local: Arc<dyn EventSink>,
+) {
+    let mut conn: Option<Conn> = None;
+    let mut failures = 0u32;
+    let mut gave_up = false;
+    while let Some(item) = rx.recv().await {
+        backlog.fetch_sub(1, Ordering::Relaxed);
+        let event = match item {
+            Item::Event(e) => e,
+            Item::Close => break,
+        };
+        if gave_up {
+            continue;
+        }
+        let text = wire_message(&event);
+        let mut last_error = String::new();
+        while failures < MAX_FAILURES {
+            if conn.is_none() {
+                match tokio::time::timeout(CONNECT_TIMEOUT, Conn::open(&target)).await {
+                    Ok(Ok(c)) => conn = Some(c),
+                    Ok(Err(e)) => last_error = e,
+                    Err(_) => last_error = "connect timed out".into(),
+                }
+            }
+            if let Some(c) = conn.as_mut() {
+                match tokio::time::timeout(SEND_TIMEOUT, c.send(&text)).await {
+                    Ok(Ok(())) => {
+                        failures = 0;
+                        break;
+                    }
+                    Ok(Err(e)) => last_error = e,
+                    Err(_) => last_error = "send timed out".into(),
+                }
+                conn = None;
+            }
+            failures += 1;
+            if failures < MAX_FAILURES {
+                tokio::time::sleep(Duration::from_millis(100 << failures)).await;
+            }
+        }
+        if failures >= MAX_FAILURES {
+            gave_up = true;
+            let where_to = match &target {
+                Target::Tcp(a) => a.clone(),
+                Target::WebSocket(u) => u.clone(),
+            };
+            local.emit(Event::global(EventKind::Msg {
+                text: format!(
+                    "Remote event listener {where_to} is unreachable ({last_error}); events are no longer sent to it"
+                ),
+            }));
+        }
+    }
+    if let Some(c) = conn {
+        c.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_follow_the_abi() {
+        assert_eq!(
+            parse_target("127.0.0.1:9000", true).unwrap(),
+            Target::Tcp("127.0.0.1:9000".into())
+        );
+        assert_eq!(
+            parse_target("tcp://h:1/", true).unwrap(),
+            Target::Tcp("h:1".into())
+        );
+        assert_eq!(
+            parse_target("http://h:1/ev", false).unwrap(),
+            Target::WebSocket("ws://h:1/ev".into())
+        );
+        assert_eq!(
+            parse_target("https://h/ev", false).unwrap(),
+            Target::WebSocket("wss://h/ev".into())
+        );
+        assert!(parse_target("h", true).is_err());
+        assert!(parse_target("h:x", true).is_err());
+        assert!(parse_target("ftp://h", false).is_err());
+    }
+
+    #[test]
+    fn wire_message_carries_msg_as_a_string() {
+        let e = Event::global(EventKind::Msg { text: "hi".into() });
+        let v: serde_json::Value = serde_json::from_str(&wire_message(&e)).unwrap();
+        assert_eq!(v["Type"], "msg");
+        assert_eq!(v["Msg"], "{\"Text\":\"hi\"}");
+        assert_eq!(v["Event"]["ShowName"], "Global");
+    }
+}
