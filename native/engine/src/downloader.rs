@@ -137,6 +137,8 @@ pub(crate) struct TaskState {
     /// Held while a journal is synced and written, and while the file state is reset,
     /// so a stale snapshot never lands on disk after a reset.
     pub journal_lock: Mutex<()>,
+    /// Running digest of the file's contiguous prefix, when the task has a checksum.
+    pub digest: Mutex<Option<crate::fetch::PrefixDigest>>,
 }
 
 impl TaskState {
@@ -344,6 +346,7 @@ impl Downloader {
                     file: Mutex::new(None),
                     published: Mutex::new(None),
                     journal_lock: Mutex::new(()),
+                    digest: Mutex::new(None),
                 })
             })
             .collect();

@@ -21,7 +21,7 @@ use reqwest::{Client, Response, StatusCode};
 use tokio::sync::OwnedSemaphorePermit;
 use url::Url;
 
-use crate::checksum::{Checksum, encode_hex};
+use crate::checksum::{Checksum, Hasher, encode_hex};
 use crate::downloader::{Config, Shared, TaskState, lock};
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventKind};
@@ -47,6 +47,15 @@ pub(crate) struct FileState {
     /// The server honours ranges for this file (only then is a journal worth keeping).
     pub ranged: bool,
     /// Bumped by every reset, so stale journal snapshots are recognised.
+    pub generation: u64,
+}
+
+/// A digest of the first `hashed` bytes of the part file, advanced while the download
+/// runs so that verifying a finished file reads only what was not hashed yet.
+pub(crate) struct PrefixDigest {
+    pub hashed: u64,
+    pub hasher: Hasher,
+    /// The `FileState::generation` it belongs to.
     pub generation: u64,
 }
 
@@ -85,6 +94,13 @@ fn task_msg(shared: &Shared, task: &TaskState, text: String) {
         &task.spec.show_name,
         &task.spec.id,
     ));
+}
+
+/// Generations are unique in the process, so a digest or journal snapshot taken for one
+/// version of a file can never be mistaken for another's.
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 fn is_restart(e: &Error) -> bool {
@@ -187,7 +203,7 @@ fn load_journal(task: &TaskState) {
         final_url: Url::parse(&j.final_url).ok(),
         done,
         ranged: true,
-        generation: 0,
+        generation: next_generation(),
     });
 }
 
@@ -196,7 +212,8 @@ fn reset_state(task: &TaskState) {
     let _j = lock(&task.journal_lock);
     let _ = storage::remove_if_exists(&storage::journal_path(&task.spec.save_path));
     let mut st = lock(&task.file);
-    let generation = st.as_ref().map(|s| s.generation + 1).unwrap_or(1);
+    let generation = next_generation();
+    *lock(&task.digest) = None;
     *st = Some(FileState {
         total: None,
         validators: Validators::default(),
@@ -583,7 +600,7 @@ async fn ranged(
             final_url: None,
             done: RangeSet::new(),
             ranged: false,
-            generation: 0,
+            generation: next_generation(),
         });
         let fresh = state.done.covered() == 0;
         state.total = Some(total);
@@ -645,6 +662,7 @@ async fn ranged(
     tokio::select! {
         r = all => r?,
         _ = journaler(&rctx) => {}
+        _ = prefix_hasher(&rctx) => {}
     }
     drop(pool);
     let complete = lock(&task.file)
@@ -920,17 +938,85 @@ async fn journaler(ctx: &RangeCtx<'_>) {
     }
 }
 
+/// Hashes the file's contiguous prefix as it grows (only for tasks with a checksum), so
+/// the final verification has little left to read. Never ends.
+async fn prefix_hasher(ctx: &RangeCtx<'_>) {
+    let task = ctx.file.task.clone();
+    let Some(ck) = task.spec.checksum.clone() else {
+        return std::future::pending().await;
+    };
+    let path = part_path(ctx.file);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (prefix, generation) = match lock(&task.file).as_ref() {
+            Some(s) => (s.done.prefix(), s.generation),
+            None => continue,
+        };
+        let state = lock(&task.digest).take();
+        let state = match state {
+            Some(d) if d.generation == generation => d,
+            _ => PrefixDigest {
+                hashed: 0,
+                hasher: ck.hasher(),
+                generation,
+            },
+        };
+        if prefix <= state.hashed {
+            *lock(&task.digest) = Some(state);
+            continue;
+        }
+        let p = path.clone();
+        let t = task.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut state = state;
+            if hash_range(&p, &mut state.hasher, state.hashed, prefix).is_ok() {
+                state.hashed = prefix;
+                *lock(&t.digest) = Some(state);
+            }
+        })
+        .await;
+    }
+}
+
+/// Feeds bytes `[from, to)` of the file at `path` to `hasher`.
+fn hash_range(
+    path: &std::path::Path,
+    hasher: &mut Hasher,
+    from: u64,
+    to: u64,
+) -> std::io::Result<()> {
+    let part = PartFile::open_read(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = from;
+    while pos < to {
+        let n = ((to - pos) as usize).min(buf.len());
+        part.read_at(&mut buf[..n], pos)?;
+        hasher.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(())
+}
+
 /// Verifies, makes durable, and publishes a complete part file.
 async fn finalize(ctx: &FileCtx<'_>, part: PartFile, total: u64) -> Result<()> {
     let task = ctx.task.clone();
     let save = task.spec.save_path.clone();
     let ck = task.spec.checksum.clone();
     let part_path = part.path().to_owned();
+    let generation = lock(&task.file).as_ref().map(|s| s.generation);
+    let prefix = lock(&task.digest)
+        .take()
+        .filter(|d| Some(d.generation) == generation && d.hashed <= total);
     let outcome = blocking(move || -> Result<()> {
         if let Some(ck) = &ck {
-            let digest = hash_file(&part_path, ck).ok_or_else(|| {
-                Error::new(ErrorCode::Io, "cannot read the finished file to verify it")
+            let (from, mut hasher) = match prefix {
+                Some(d) => (d.hashed, d.hasher),
+                None => (0, ck.hasher()),
+            };
+            hash_range(&part_path, &mut hasher, from, total).map_err(|e| {
+                Error::from_io("reading the finished file to verify it", &e)
             })?;
+            let digest = hasher.finish();
             if digest != ck.digest {
                 return Err(Error::new(
                     ErrorCode::ChecksumMismatch,

@@ -50,6 +50,14 @@ impl PartFile {
         })
     }
 
+    /// Opens an existing file for reading only.
+    pub fn open_read(path: &Path) -> io::Result<Self> {
+        Ok(PartFile {
+            file: File::open(path)?,
+            path: path.to_owned(),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -357,3 +357,68 @@ fn stop_ends_with_end_and_keeps_a_resumable_journal() {
     assert!(!tthsd_engine::storage::journal_path(&path).exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn checksum_is_verified_before_publishing() {
+    let rt = rt();
+    let body = Arc::new(content(6 * 1024 * 1024 + 7));
+    let sent = Arc::new(AtomicU64::new(0));
+    let base = rt.block_on(serve(body.clone(), Behaviour::Ranges, sent.clone()));
+    let dir = tmpdir("checksum");
+    let good = dir.join("good.bin");
+    let bad = dir.join("bad.bin");
+    let tasks = format!(
+        r#"[{{"url":"{base}/g","save_path":"{}","checksum":"sha256:{}"}},
+            {{"url":"{base}/b","save_path":"{}","checksum":"sha256:{}"}}]"#,
+        good.display(),
+        sha256_hex(&body),
+        bad.display(),
+        "0".repeat(64)
+    );
+    let sink = Arc::new(Collect::default());
+    let d = downloader(&tasks, sink.clone(), 1024 * 1024);
+    d.set_speed_limit(20 * 1024 * 1024); // slow enough for the prefix hasher to run
+    d.start(Mode::Parallel).unwrap();
+    sink.wait_end(Duration::from_secs(30));
+    assert_eq!(std::fs::read(&good).unwrap(), *body);
+    assert!(
+        !bad.exists(),
+        "a file failing its checksum is never published"
+    );
+    let codes: Vec<&'static str> = sink
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Err { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codes, vec!["checksum_mismatch"]);
+    // Instant completion: the good file is already there and matches; nothing fetched.
+    let before = sent.load(Ordering::Relaxed);
+    let one = format!(
+        r#"[{{"url":"{base}/g","save_path":"{}","checksum":"sha256:{}"}}]"#,
+        good.display(),
+        sha256_hex(&body)
+    );
+    let sink2 = Arc::new(Collect::default());
+    let d2 = downloader(&one, sink2.clone(), 1024 * 1024);
+    d2.start(Mode::Sequential).unwrap();
+    sink2.wait_end(Duration::from_secs(30));
+    assert_eq!(sent.load(Ordering::Relaxed), before);
+    assert_eq!(
+        sink2.types(),
+        vec!["start", "startOne", "update", "endOne", "end"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
