@@ -44,7 +44,21 @@ MiB = 1 << 20
 CALLBACK = ctypes.CFUNCTYPE(None, c_char_p, c_char_p)
 BOOL_P = POINTER(c_bool)
 
-_START = (c_char_p, c_int, c_int, c_int, CALLBACK, c_bool, c_char_p, c_char_p, BOOL_P)
+
+class _CallbackArg:
+    """Argument type of a ``tthsd_callback`` parameter: a CALLBACK, or None for NULL
+    (a bare CFUNCTYPE argtype refuses None)."""
+
+    @classmethod
+    def from_param(cls, obj: Any) -> Any:
+        if obj is None:
+            return c_void_p(None)
+        if not isinstance(obj, CALLBACK):
+            raise TypeError(f"expected a CALLBACK or None, got {type(obj).__name__}")
+        return obj
+
+
+_START = (c_char_p, c_int, c_int, c_int, _CallbackArg, c_bool, c_char_p, c_char_p, BOOL_P)
 #: name -> (restype, argtypes), as docs/architecture.md prototypes them.
 PROTOTYPES: dict[str, tuple[Any, tuple[Any, ...]]] = {
     # int start_download(tasks_json, task_count, thread_count, chunk_size_mb, cb,

@@ -11,28 +11,48 @@ from tests.support.server import LoopbackServer, RequestRecord, Response, fail_t
 from .lib import MiB, Harness, Lib, assert_file, check_events, task
 
 
-def test_speed_limit_holds_within_ten_percent_and_lifts_live(
+def test_speed_limit_holds_within_ten_percent(
         tthsd: Harness, lib: Lib, http_server: LoopbackServer, tmp_path: Path) -> None:
+    # Measured over the whole run (about 3 s): the "downloaded" counter moves in lumps of
+    # a few hundred KiB, too coarse for shorter windows.
     limit = 1536 * 1024  # 1.5 MiB/s
-    res = http_server.add("/limited.bin", size=12 * MiB)
+    res = http_server.add("/limited.bin", size=3 * limit)
     t = task(res.url, tmp_path / "limited.bin", id="lim")
     run = tthsd.create([t], threads=8, chunk_mb=1)
     assert lib.set_speed_limit(run.id, limit) == 0
     assert run.stats()["speed_limit"] == limit
+    t0 = time.monotonic()
     assert run.start() == 0
-    time.sleep(0.8)  # let any initial burst pass
-    t1, d1 = time.monotonic(), run.stats()["downloaded"]
-    time.sleep(3.0)
-    t2, d2 = time.monotonic(), run.stats()["downloaded"]
-    rate = (d2 - d1) / (t2 - t1)
+    time.sleep(1.5)
+    running = run.stats()
+    assert running["state"] == "running" and running["connections"] >= 1, running
+    assert running["speed"] > 0, running
+    end = run.wait_end(10)
+    rate = res.size / (end.at - t0)
     assert abs(rate - limit) <= 0.1 * limit, f"rate {rate:.0f} B/s for a limit of {limit}"
-    assert d2 < res.size
-    t_lift = time.monotonic()
-    assert lib.set_speed_limit(run.id, 0) == 0  # live: the rest goes at full speed
-    run.wait_end(20)
-    assert time.monotonic() - t_lift < 2.0, "lifting the limit did not apply to the running run"
     check_events(run.events, [t], sizes={"lim": res.size})
     assert_file(tmp_path / "limited.bin", res.body)
+
+
+def test_speed_limit_applies_live(tthsd: Harness, lib: Lib, http_server: LoopbackServer,
+                                  tmp_path: Path) -> None:
+    limit = 1 << 20
+    res = http_server.add("/live.bin", size=8 * MiB)
+    t = task(res.url, tmp_path / "live.bin", id="live")
+    run = tthsd.create([t], threads=4, chunk_mb=1)
+    assert lib.set_speed_limit(run.id, limit) == 0
+    assert run.start() == 0
+    deadline = time.monotonic() + 5
+    while run.stats()["downloaded"] < MiB:
+        assert time.monotonic() < deadline, run.stats()
+        time.sleep(0.02)
+    t_lift = time.monotonic()
+    assert lib.set_speed_limit(run.id, 0) == 0  # 7 MiB left: 7 s at the old limit
+    assert run.stats()["speed_limit"] == 0
+    end = run.wait_end(10)
+    assert end.at - t_lift < 2.0, "lifting the limit did not apply to the running download"
+    check_events(run.events, [t], sizes={"live": res.size})
+    assert_file(tmp_path / "live.bin", res.body)
 
 
 def test_retry_config_turns_two_503_into_a_success(
@@ -146,7 +166,7 @@ def test_performance_stats_describe_the_downloader(
         "done", a.size, a.size, None)
     assert sb["state"] == "failed" and sb["error"], sb
     assert st["downloaded"] >= a.size and st["bytes_fetched"] >= a.size
-    assert st["elapsed"] > 0 and st["average_speed"] > 0 and st["connections"] >= 1
+    assert st["elapsed"] > 0 and st["average_speed"] > 0
     assert_file(tmp_path / "sa.bin", a.body)
 
 
