@@ -3,10 +3,11 @@
 These tests hold the C contract (``../shared/ABI.md``) directly, without the Python
 package in between, so this module declares the exports itself.
 
-* :func:`library_path` finds the library: ``$TTHSD_LIBRARY``, else
+* :func:`library_path` finds the library: ``$TTHSD_LIBRARY`` (alone, when set), else
   ``native/target/release/libTTHighSpeedDownloader.so``, else
-  ``src/tthsd_interface/TTHighSpeedDownloader.so``. Missing library = failing tests,
-  unless ``TTHSD_ALLOW_MISSING_LIB=1`` (then they skip).
+  ``src/tthsd_interface/TTHighSpeedDownloader.so``, else the one inside an installed
+  ``tthsd_interface`` package. Missing library = failing tests, unless
+  ``TTHSD_ALLOW_MISSING_LIB=1`` (then they skip).
 * :class:`Lib` resolves each export lazily with its prototype, so a missing export fails
   only the tests that use it. Pointer-returning functions are declared ``c_void_p`` so the
   pointer can go back to ``free_string``.
@@ -105,10 +106,24 @@ class LibraryMissing(Exception):
     pass
 
 
+def _installed_package_library() -> list[Path]:
+    """The library inside an installed ``tthsd_interface`` (found without importing it)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("tthsd_interface")
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return [Path(d) / "TTHighSpeedDownloader.so" for d in spec.submodule_search_locations]
+
+
 def library_path() -> Path:
     """The library to test, or :class:`LibraryMissing` naming every path tried."""
     env = os.environ.get(LIBRARY_ENV, "")
-    tried = ([Path(env)] if env else []) + list(CANDIDATES)
+    # An explicit choice is the only candidate: never test another library by surprise.
+    tried = [Path(env)] if env else list(CANDIDATES) + _installed_package_library()
     for p in tried:
         if p.is_file():
             return p
