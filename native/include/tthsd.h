@@ -178,6 +178,13 @@ int tthsd_set_timeouts(int id,
                        uint64_t connect_timeout_ms,
                        uint64_t read_timeout_ms);
 
+// Our addition: `durable` true (the default) flushes data to stable storage before each
+// journal write and before a file is published, so even a power cut never leaves a
+// wrong file; false skips those flushes (faster on slow disks; a crash of the process
+// is still safe, a power cut is not). 0, or -1.
+int tthsd_set_durability(int id,
+                         bool durable);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

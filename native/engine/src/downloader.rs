@@ -46,6 +46,10 @@ pub struct Config {
     pub proxy: ProxySetting,
     /// Minimum time between journal writes of one file.
     pub journal_interval: Duration,
+    /// Flush data to stable storage before each journal write and before publishing,
+    /// so a power cut can never leave a wrong file. Off, a crash of the process is
+    /// still safe (the page cache survives it) but a power cut is not.
+    pub durable: bool,
 }
 
 impl Default for Config {
@@ -60,6 +64,7 @@ impl Default for Config {
             read_timeout: Duration::from_secs(30),
             proxy: ProxySetting::Environment,
             journal_interval: Duration::from_secs(1),
+            durable: true,
         }
     }
 }
@@ -497,6 +502,11 @@ impl Downloader {
 
     pub fn set_retry_policy(&self, policy: RetryPolicy) {
         lock(&self.shared.config).retry = policy;
+    }
+
+    /// See [`Config::durable`]; applies from the next journal write on.
+    pub fn set_durable(&self, durable: bool) {
+        lock(&self.shared.config).durable = durable;
     }
 
     /// Zero leaves a timeout as it is.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use reqwest::header::{self, HeaderMap};
@@ -33,6 +33,48 @@ use crate::storage::{self, PartFile};
 
 /// Bytes gathered from the socket before one positional write.
 const WRITE_BUF: usize = 256 * 1024;
+
+/// Body chunks waiting to be written: kept as the `Bytes` the client handed over and
+/// written with one vectored call, so no byte is copied in user space.
+#[derive(Default)]
+struct Batch {
+    bufs: Vec<Bytes>,
+    len: usize,
+}
+
+impl Batch {
+    fn push(&mut self, b: Bytes) {
+        self.len += b.len();
+        self.bufs.push(b);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn clear(&mut self) {
+        self.bufs.clear();
+        self.len = 0;
+    }
+
+    /// Keeps only the first `n` bytes.
+    fn truncate(&mut self, n: usize) {
+        let mut left = n;
+        let mut keep = 0;
+        for b in self.bufs.iter_mut() {
+            if left == 0 {
+                break;
+            }
+            if b.len() > left {
+                b.truncate(left);
+            }
+            left -= b.len();
+            keep += 1;
+        }
+        self.bufs.truncate(keep);
+        self.len = n.min(self.len);
+    }
+}
 /// How often a file may start over from zero (file changed, ranges broke) in one run.
 const MAX_RESTARTS: u32 = 3;
 
@@ -226,7 +268,7 @@ fn reset_state(task: &TaskState) {
 }
 
 /// Writes the journal of a partial ranged file: sync the data, then the journal.
-pub(crate) fn flush_journal(task: &TaskState) {
+pub(crate) fn flush_journal(task: &TaskState, durable: bool) {
     let snapshot = {
         let st = lock(&task.file);
         match st.as_ref() {
@@ -237,7 +279,7 @@ pub(crate) fn flush_journal(task: &TaskState) {
         }
     };
     if let Some((generation, journal)) = snapshot {
-        store_journal(task, generation, &journal);
+        store_journal(task, generation, &journal, durable);
     }
 }
 
@@ -254,20 +296,24 @@ fn journal_of(task: &TaskState, s: &FileState) -> Journal {
     )
 }
 
-fn store_journal(task: &TaskState, generation: u64, journal: &Journal) {
+fn store_journal(task: &TaskState, generation: u64, journal: &Journal, durable: bool) {
     let _j = lock(&task.journal_lock);
     let current = lock(&task.file).as_ref().map(|s| s.generation);
     if current != Some(generation) {
         return; // reset since the snapshot: the snapshot describes bytes that are gone
     }
     let save = &task.spec.save_path;
-    // Sync through a fresh handle: fsync flushes the file, whichever descriptor asks.
-    let Ok(f) = std::fs::File::open(storage::part_path(save)) else {
-        return;
-    };
-    if f.sync_data().is_ok() {
-        let _ = journal.store(&storage::journal_path(save));
+    if durable {
+        // Sync through a fresh handle: fsync flushes the file, whichever descriptor
+        // asks. Only then may the journal claim the bytes.
+        let Ok(f) = std::fs::File::open(storage::part_path(save)) else {
+            return;
+        };
+        if f.sync_data().is_err() {
+            return;
+        }
     }
+    let _ = journal.store(&storage::journal_path(save), durable);
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -477,38 +523,32 @@ async fn whole(ctx: &FileCtx<'_>, mut resp: Response, conn: Connection) -> Resul
     let part = PartFile::open(&part_path(ctx), true)
         .map_err(|e| Error::from_io("creating the part file", &e))?;
     let mut written: u64 = 0;
-    let mut buf = BytesMut::with_capacity(WRITE_BUF);
+    let mut batch = Batch::default();
     loop {
-        let next = read_chunk(ctx, &mut resp).await;
-        let chunk = match next {
+        let chunk = match read_chunk(ctx, &mut resp).await {
             Ok(Some(c)) => c,
             Ok(None) => break,
             Err(e) => {
                 // Keep what arrived; it is not resumable, but stats stay honest.
-                let _ = write_sequential(ctx, &part, &mut written, &buf);
+                let _ = write_sequential(ctx, &part, &mut written, &mut batch);
                 return Err(e);
             }
         };
         ctx.shared.limiter.acquire(chunk.len() as u64).await;
         if let Some(limit) = announced
-            && written + (buf.len() + chunk.len()) as u64 > limit
+            && written + (batch.len + chunk.len()) as u64 > limit
         {
             return Err(Error::transient(
                 ErrorCode::SizeMismatch,
                 format!("the server sent more than the {limit} bytes it announced"),
             ));
         }
-        if buf.is_empty() && chunk.len() >= WRITE_BUF {
-            write_sequential(ctx, &part, &mut written, &chunk)?;
-        } else {
-            buf.extend_from_slice(&chunk);
-            if buf.len() >= WRITE_BUF {
-                write_sequential(ctx, &part, &mut written, &buf)?;
-                buf.clear();
-            }
+        batch.push(chunk);
+        if batch.len >= WRITE_BUF {
+            write_sequential(ctx, &part, &mut written, &mut batch)?;
         }
     }
-    write_sequential(ctx, &part, &mut written, &buf)?;
+    write_sequential(ctx, &part, &mut written, &mut batch)?;
     if let Some(t) = announced
         && written != t
     {
@@ -528,20 +568,20 @@ fn write_sequential(
     ctx: &FileCtx<'_>,
     part: &PartFile,
     written: &mut u64,
-    data: &[u8],
+    batch: &mut Batch,
 ) -> Result<()> {
-    if data.is_empty() {
+    if batch.is_empty() {
         return Ok(());
     }
-    part.write_at(data, *written)
+    part.write_vectored_at(&batch.bufs, *written)
         .map_err(|e| Error::from_io("writing the file", &e))?;
-    let end = *written + data.len() as u64;
+    let n = batch.len as u64;
+    batch.clear();
+    let end = *written + n;
     if let Some(s) = lock(&ctx.task.file).as_mut() {
         s.done.insert(*written, end);
     }
-    ctx.task
-        .downloaded
-        .fetch_add(data.len() as u64, Ordering::Relaxed);
+    ctx.task.downloaded.fetch_add(n, Ordering::Relaxed);
     *written = end;
     Ok(())
 }
@@ -851,37 +891,29 @@ async fn stream_range(
     let f = ctx.file;
     let expected = promised_end.saturating_sub(lease.pos());
     let mut received: u64 = 0;
-    let mut buf = BytesMut::with_capacity(WRITE_BUF);
+    let mut batch = Batch::default();
     loop {
         let chunk = match read_chunk(f, &mut resp).await {
             Ok(Some(c)) => c,
             Ok(None) => break,
             Err(e) => {
                 // Keep what arrived before the failure.
-                commit(ctx, lease, &buf)?;
+                commit(ctx, lease, &mut batch)?;
                 return Err(e);
             }
         };
         received += chunk.len() as u64;
         f.shared.limiter.acquire(chunk.len() as u64).await;
-        let more = if buf.is_empty() && chunk.len() >= WRITE_BUF {
-            commit(ctx, lease, &chunk)?
-        } else {
-            buf.extend_from_slice(&chunk);
-            if buf.len() >= WRITE_BUF {
-                let more = commit(ctx, lease, &buf)?;
-                buf.clear();
-                more
-            } else {
-                true
+        batch.push(chunk);
+        if batch.len >= WRITE_BUF || batch.len as u64 >= lease.remaining() {
+            let more = commit(ctx, lease, &mut batch)?;
+            if !more || lease.remaining() == 0 {
+                // Cut short by a thief, or everything we need is here: stop reading.
+                return Ok(());
             }
-        };
-        if !more || lease.remaining() == 0 {
-            // Cut short by a thief, or everything we need is here: stop reading.
-            return Ok(());
         }
     }
-    commit(ctx, lease, &buf)?;
+    commit(ctx, lease, &mut batch)?;
     if received < expected && lease.remaining() > 0 {
         return Err(Error::transient(
             ErrorCode::Network,
@@ -891,15 +923,19 @@ async fn stream_range(
     Ok(())
 }
 
-/// Claims and writes `data` at the lease's position. False when the lease was cut short.
-fn commit(ctx: &RangeCtx<'_>, lease: &Lease, data: &[u8]) -> Result<bool> {
-    if data.is_empty() {
+/// Claims and writes the batch at the lease's position, emptying it. False when the
+/// lease was cut short (the rest of the batch belongs to another connection).
+fn commit(ctx: &RangeCtx<'_>, lease: &Lease, batch: &mut Batch) -> Result<bool> {
+    if batch.is_empty() {
         return Ok(true);
     }
-    let (offset, granted) = lease.claim(data.len() as u64);
+    let wanted = batch.len as u64;
+    let (offset, granted) = lease.claim(wanted);
     if granted > 0 {
-        if let Err(e) = ctx.part.write_at(&data[..granted as usize], offset) {
+        batch.truncate(granted as usize);
+        if let Err(e) = ctx.part.write_vectored_at(&batch.bufs, offset) {
             lease.unclaim(offset);
+            batch.clear();
             return Err(Error::from_io("writing the part file", &e));
         }
         if let Some(s) = lock(&ctx.file.task.file).as_mut() {
@@ -910,13 +946,15 @@ fn commit(ctx: &RangeCtx<'_>, lease: &Lease, data: &[u8]) -> Result<bool> {
             .downloaded
             .fetch_add(granted, Ordering::Relaxed);
     }
-    Ok(granted == data.len() as u64)
+    batch.clear();
+    Ok(granted == wanted)
 }
 
 /// Writes the journal at the configured cadence while the file downloads. Never ends.
 async fn journaler(ctx: &RangeCtx<'_>) {
     let task = ctx.file.task.clone();
     let interval = ctx.file.cfg.journal_interval.max(Duration::from_millis(50));
+    let durable = ctx.file.cfg.durable;
     let mut last_covered = u64::MAX;
     loop {
         tokio::time::sleep(interval).await;
@@ -932,8 +970,10 @@ async fn journaler(ctx: &RangeCtx<'_>) {
         };
         if let Some((generation, journal)) = snapshot {
             let t = task.clone();
-            let _ =
-                tokio::task::spawn_blocking(move || store_journal(&t, generation, &journal)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                store_journal(&t, generation, &journal, durable)
+            })
+            .await;
         }
     }
 }
@@ -1002,6 +1042,7 @@ async fn finalize(ctx: &FileCtx<'_>, part: PartFile, total: u64) -> Result<()> {
     let task = ctx.task.clone();
     let save = task.spec.save_path.clone();
     let ck = task.spec.checksum.clone();
+    let durable = ctx.cfg.durable;
     let part_path = part.path().to_owned();
     let generation = lock(&task.file).as_ref().map(|s| s.generation);
     let prefix = lock(&task.digest)
@@ -1029,10 +1070,12 @@ async fn finalize(ctx: &FileCtx<'_>, part: PartFile, total: u64) -> Result<()> {
                 ));
             }
         }
-        part.sync_all()
-            .map_err(|e| Error::from_io("syncing the file", &e))?;
+        if durable {
+            part.sync_all()
+                .map_err(|e| Error::from_io("syncing the file", &e))?;
+        }
         drop(part);
-        storage::publish(&part_path, &save).map_err(|e| Error::from_io("publishing the file", &e))?;
+        storage::publish(&part_path, &save, durable).map_err(|e| Error::from_io("publishing the file", &e))?;
         let _j = lock(&task.journal_lock);
         let _ = storage::remove_if_exists(&storage::journal_path(&save));
         Ok(())

@@ -121,15 +121,17 @@ impl Journal {
         Journal::decode(&std::fs::read(path).ok()?)
     }
 
-    /// Writes atomically: temporary file, sync, rename.
-    pub fn store(&self, path: &Path) -> std::io::Result<()> {
+    /// Writes atomically: temporary file, sync (when `sync`), rename.
+    pub fn store(&self, path: &Path, sync: bool) -> std::io::Result<()> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);
         {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&self.encode())?;
-            f.sync_data()?;
+            if sync {
+                f.sync_data()?;
+            }
         }
         std::fs::rename(&tmp, path)
     }

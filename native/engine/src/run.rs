@@ -199,9 +199,10 @@ pub(crate) fn mark_paused(shared: &Shared) {
 /// Brings each partial file's journal up to date, so a later process can resume it.
 pub(crate) async fn flush_journals(shared: &Arc<Shared>) {
     let tasks: Vec<Arc<TaskState>> = shared.tasks.clone();
+    let durable = shared.config().durable;
     let _ = tokio::task::spawn_blocking(move || {
         for t in &tasks {
-            fetch::flush_journal(t);
+            fetch::flush_journal(t, durable);
         }
     })
     .await;

@@ -390,3 +390,15 @@ pub extern "C" fn tthsd_set_timeouts(
         Ok(0)
     })
 }
+
+/// Our addition: `durable` true (the default) flushes data to stable storage before each
+/// journal write and before a file is published, so even a power cut never leaves a
+/// wrong file; false skips those flushes (faster on slow disks; a crash of the process
+/// is still safe, a power cut is not). 0, or -1.
+#[unsafe(no_mangle)]
+pub extern "C" fn tthsd_set_durability(id: c_int, durable: bool) -> c_int {
+    guard(-1, || {
+        registry::get(id)?.downloader.set_durable(durable);
+        Ok(0)
+    })
+}
