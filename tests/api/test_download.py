@@ -356,3 +356,52 @@ def test_no_callback_still_lets_wait_work(in_tmp: Path, http_server: LoopbackSer
 def test_the_demo_runs_offline(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert demo_main(["--files", "2", "--size-mb", "4"]) == 0
     assert "demo OK" in capsys.readouterr().out
+
+
+def test_stop_download_ends_the_run_with_its_last_events(
+    in_tmp: Path, http_server: LoopbackServer, recorder: Recorder
+) -> None:
+    res = http_server.add("/stop.bin", size=16 * MiB, throttle=512 * 1024)
+    with TTHSDownloader() as dl:
+        dl_id = dl.start_download([res.url], [in_tmp / "stop.bin"], callback=recorder)
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert dl.stop_download(dl_id) is True
+        assert time.monotonic() - started < 3
+        assert dl.wait(dl_id, timeout=5)
+        assert dl.stop_download(dl_id) is False  # the id is released
+        assert dl.get_performance_stats(dl_id) == {}
+    types = recorder.types()
+    assert types[-1] == "end"
+    assert [m["Text"] for _, m in recorder.of_type("msg")][-1] == "Download stopped"
+    assert not (in_tmp / "stop.bin").exists()
+
+
+def test_stop_and_close_from_inside_callbacks(in_tmp: Path, http_server: LoopbackServer) -> None:
+    res = http_server.add("/cb.bin", size=16 * MiB, throttle=512 * 1024)
+    dl = TTHSDownloader()
+    after_close: list[str] = []
+    closed = threading.Event()
+
+    def control(event: dict[str, Any], msg: dict[str, Any]) -> None:
+        if closed.is_set():
+            after_close.append(event["Type"])
+        elif event["Type"] == "update":
+            dl.close()  # on the dispatcher thread: must not deadlock
+            closed.set()
+
+    stopped: list[bool] = []
+    two = TTHSDownloader()
+
+    def stopper(event: dict[str, Any], msg: dict[str, Any]) -> None:
+        if event["Type"] == "update" and not stopped:
+            stopped.append(two.stop_download(two_id))
+
+    dl.start_download([res.url], [in_tmp / "cb1.bin"], callback=control)
+    two_id = two.start_download([res.url], [in_tmp / "cb2.bin"], callback=stopper)
+    assert closed.wait(10)
+    assert two.wait(two_id, timeout=10)
+    assert stopped == [True]
+    time.sleep(0.3)
+    assert after_close == []
+    two.close()
