@@ -2,7 +2,8 @@
 
 * ``fake_core``: tests/api/fakecore/fakecore.c compiled into a shared library, a stand-in
   core that emits scripted events without any network (for the dispatch, close and
-  lifetime behaviour of the Python side alone).
+  lifetime behaviour of the Python side alone); ``go_era_core``: the same with only the
+  Go-era camel-case exports.
 * ``core``: the real TTHighSpeedDownloader library, found as TTHSDownloader() would find it
   (``TTHSD_LIBRARY``, the current directory, the copy installed in the package).  Tests
   that need it fail, they do not skip, when it cannot be found.
@@ -27,18 +28,29 @@ from tthsd_interface import _log
 FAKECORE_SOURCE = Path(__file__).parent / "fakecore" / "fakecore.c"
 
 
-@pytest.fixture(scope="session")
-def fake_core(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Path of the compiled stand-in core."""
+def _compile_fake_core(out: Path, *defines: str) -> Path:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler to build the stand-in core")
-    out = tmp_path_factory.mktemp("fakecore") / "libfakecore.so"
     subprocess.run(
-        [cc, "-Wall", "-shared", "-fPIC", "-pthread", "-o", str(out), str(FAKECORE_SOURCE)],
+        [cc, "-Wall", "-shared", "-fPIC", "-pthread", *defines, "-o", str(out),
+         str(FAKECORE_SOURCE)],
         check=True,
-    )
+    )  # fmt: skip
     return out
+
+
+@pytest.fixture(scope="session")
+def fake_core(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of the compiled stand-in core."""
+    return _compile_fake_core(tmp_path_factory.mktemp("fakecore") / "libfakecore.so")
+
+
+@pytest.fixture(scope="session")
+def go_era_core(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stand-in core with only the Go-era camel-case exports."""
+    out = tmp_path_factory.mktemp("gocore") / "libgocore.so"
+    return _compile_fake_core(out, "-DGO_ERA")
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,10 @@
  * one thread, in order; stop_download joins that thread, emits "Download stopped" and end
  * (when a run was going on), and after it returns the callback is never called again.
  * With task_count 0 or a tasks_json without "url", creation fails with a last error.
+ *
+ * Built with -DGO_ERA it exports only the Go-era camel-case layout (startDownload with 10
+ * arguments, getDownloader with 9, startDownload_ID, ..., no tthsd_* additions), to test
+ * the Python side's fallback for such libraries.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -16,6 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#ifdef GO_ERA
+#define API static __attribute__((unused))
+#else
+#define API
+#endif
 
 typedef void (*tthsd_callback)(const char *event_json, const char *msg_json);
 
@@ -138,7 +148,7 @@ static int start(int id) {
     return 0;
 }
 
-int get_downloader(const char *tasks_json, int task_count, int thread_count, int chunk_size_mb,
+API int get_downloader(const char *tasks_json, int task_count, int thread_count, int chunk_size_mb,
                    tthsd_callback cb, bool use_callback_url, const char *user_agent,
                    const char *remote_callback_url, const bool *use_socket,
                    const char *headers_json) {
@@ -147,7 +157,7 @@ int get_downloader(const char *tasks_json, int task_count, int thread_count, int
     return create(tasks_json, task_count, cb);
 }
 
-int start_download(const char *tasks_json, int task_count, int thread_count, int chunk_size_mb,
+API int start_download(const char *tasks_json, int task_count, int thread_count, int chunk_size_mb,
                    tthsd_callback cb, bool use_callback_url, const char *user_agent,
                    const char *remote_callback_url, const bool *use_socket,
                    const bool *is_multiple, const char *headers_json) {
@@ -159,8 +169,8 @@ int start_download(const char *tasks_json, int task_count, int thread_count, int
     return id;
 }
 
-int start_download_id(int id) { return start(id); }
-int start_multiple_downloads_id(int id) { return start(id); }
+API int start_download_id(int id) { return start(id); }
+API int start_multiple_downloads_id(int id) { return start(id); }
 
 static int set_paused(int id, bool paused) {
     struct dl *d = lookup(id);
@@ -174,10 +184,10 @@ static int set_paused(int id, bool paused) {
     return 0;
 }
 
-int pause_download(int id) { return set_paused(id, true); }
-int resume_download(int id) { return set_paused(id, false); }
+API int pause_download(int id) { return set_paused(id, true); }
+API int resume_download(int id) { return set_paused(id, false); }
 
-int stop_download(int id) {
+API int stop_download(int id) {
     pthread_mutex_lock(&registry);
     struct dl *d = lookup(id);
     if (!d) { pthread_mutex_unlock(&registry); fail("unknown id"); return -1; }
@@ -194,12 +204,12 @@ int stop_download(int id) {
     return 0;
 }
 
-int set_speed_limit(int id, uint64_t bps) { (void)bps; if (!lookup(id)) { fail("unknown id"); return -1; } ok(); return 0; }
-int set_proxy(int id, const char *url) { (void)url; if (!lookup(id)) { fail("unknown id"); return -1; } ok(); return 0; }
-int set_retry_config(int id, uint32_t n, uint64_t a, uint64_t b) { (void)n; (void)a; (void)b; if (!lookup(id)) { fail("unknown id"); return -1; } ok(); return 0; }
-int tthsd_set_timeouts(int id, uint64_t a, uint64_t b) { (void)a; (void)b; if (!lookup(id)) { fail("unknown id"); return -1; } ok(); return 0; }
+API int set_speed_limit(int id, uint64_t bps) { (void)bps; if (!lookup(id)) { fail("unknown id"); return -1; } ok(); return 0; }
+API int set_proxy(int id, const char *url) { (void)url; if (!lookup(id)) { fail("unknown id"); return -1; } ok(); return 0; }
+API int set_retry_config(int id, uint32_t n, uint64_t a, uint64_t b) { (void)n; (void)a; (void)b; if (!lookup(id)) { fail("unknown id"); return -1; } ok(); return 0; }
+API int tthsd_set_timeouts(int id, uint64_t a, uint64_t b) { (void)a; (void)b; if (!lookup(id)) { fail("unknown id"); return -1; } ok(); return 0; }
 
-char *get_performance_stats(int id) {
+API char *get_performance_stats(int id) {
     struct dl *d = lookup(id);
     char *s = malloc(64);
     if (!d) strcpy(s, "{}");
@@ -207,12 +217,34 @@ char *get_performance_stats(int id) {
     return s;
 }
 
-void free_string(char *s) { free(s); }
-const char *tthsd_version(void) { return "0.0.0-fake"; }
-int tthsd_abi_version(void) { return 1; }
+API void free_string(char *s) { free(s); }
+API const char *tthsd_version(void) { return "0.0.0-fake"; }
+API int tthsd_abi_version(void) { return 1; }
 
-int tthsd_last_error(char *buf, size_t len) {
+API int tthsd_last_error(char *buf, size_t len) {
     size_t n = strlen(last_error);
     if (buf && len) { snprintf(buf, len, "%s", last_error); }
     return (int)n;
 }
+
+#ifdef GO_ERA
+int startDownload(const char *tasks_json, int task_count, int thread_count, int chunk_size_mb,
+                  tthsd_callback cb, bool use_callback_url, const char *user_agent,
+                  const char *remote_callback_url, const bool *use_socket,
+                  const bool *is_multiple) {
+    return start_download(tasks_json, task_count, thread_count, chunk_size_mb, cb,
+                          use_callback_url, user_agent, remote_callback_url, use_socket,
+                          is_multiple, NULL);
+}
+int getDownloader(const char *tasks_json, int task_count, int thread_count, int chunk_size_mb,
+                  tthsd_callback cb, bool use_callback_url, const char *user_agent,
+                  const char *remote_callback_url, const bool *use_socket) {
+    return get_downloader(tasks_json, task_count, thread_count, chunk_size_mb, cb,
+                          use_callback_url, user_agent, remote_callback_url, use_socket, NULL);
+}
+int startDownload_ID(int id) { return start_download_id(id); }
+int startMultipleDownloads_ID(int id) { return start_multiple_downloads_id(id); }
+int pauseDownload(int id) { return pause_download(id); }
+int resumeDownload(int id) { return resume_download(id); }
+int stopDownload(int id) { return stop_download(id); }
+#endif
