@@ -142,6 +142,9 @@ pub(crate) struct TaskState {
     /// Held while a journal is synced and written, and while the file state is reset,
     /// so a stale snapshot never lands on disk after a reset.
     pub journal_lock: Mutex<()>,
+    /// A journal file may exist at `save_path.tthsd.journal` (saves a needless unlink,
+    /// which takes the folder's write lock, for every small file).
+    pub journal_on_disk: AtomicBool,
     /// Running digest of the file's contiguous prefix, when the task has a checksum.
     pub digest: Mutex<Option<crate::fetch::PrefixDigest>>,
 }
@@ -351,6 +354,7 @@ impl Downloader {
                     file: Mutex::new(None),
                     published: Mutex::new(None),
                     journal_lock: Mutex::new(()),
+                    journal_on_disk: AtomicBool::new(false),
                     digest: Mutex::new(None),
                 })
             })

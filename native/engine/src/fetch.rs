@@ -229,13 +229,20 @@ fn load_journal(task: &TaskState) {
         return; // progress from earlier in this process wins
     }
     let save = &task.spec.save_path;
-    let Some(j) = Journal::load(&storage::journal_path(save)) else {
+    let jpath = storage::journal_path(save);
+    if std::fs::symlink_metadata(&jpath).is_err() {
+        return;
+    }
+    task.journal_on_disk.store(true, Ordering::Relaxed);
+    let part_len = std::fs::metadata(storage::part_path(save)).map(|m| m.len());
+    let usable = Journal::load(&jpath)
+        .filter(|j| j.url == task.spec.url.as_str() && part_len.as_ref().ok() == Some(&j.total));
+    let Some(j) = usable else {
+        // Torn, edited, foreign, or not matching the part file: never trusted, and
+        // removed so it cannot mislead a later run either.
+        remove_journal(task);
         return;
     };
-    let part_len = std::fs::metadata(storage::part_path(save)).map(|m| m.len());
-    if j.url != task.spec.url.as_str() || part_len.ok() != Some(j.total) {
-        return; // foreign, or the part file is not the one the journal describes
-    }
     let done = j.done();
     task.total.store(j.total, Ordering::Relaxed);
     task.downloaded.store(done.covered(), Ordering::Relaxed);
@@ -252,7 +259,7 @@ fn load_journal(task: &TaskState) {
 /// Forgets all progress of a file (the server's copy changed, or ranges broke).
 fn reset_state(task: &TaskState) {
     let _j = lock(&task.journal_lock);
-    let _ = storage::remove_if_exists(&storage::journal_path(&task.spec.save_path));
+    remove_journal(task);
     let mut st = lock(&task.file);
     let generation = next_generation();
     *lock(&task.digest) = None;
@@ -265,6 +272,14 @@ fn reset_state(task: &TaskState) {
         generation,
     });
     task.downloaded.store(0, Ordering::Relaxed);
+}
+
+/// Removes the task's journal if one may exist. Call with `journal_lock` held (or
+/// before any journal writer can run).
+fn remove_journal(task: &TaskState) {
+    if task.journal_on_disk.swap(false, Ordering::Relaxed) {
+        let _ = storage::remove_if_exists(&storage::journal_path(&task.spec.save_path));
+    }
 }
 
 /// Writes the journal of a partial ranged file: sync the data, then the journal.
@@ -313,6 +328,7 @@ fn store_journal(task: &TaskState, generation: u64, journal: &Journal, durable: 
             return;
         }
     }
+    task.journal_on_disk.store(true, Ordering::Relaxed);
     let _ = journal.store(&storage::journal_path(save), durable);
 }
 
@@ -652,10 +668,14 @@ async fn ranged(
     task.total.store(total, Ordering::Relaxed);
     let part = PartFile::open(&part_path(ctx), fresh)
         .map_err(|e| Error::from_io("opening the part file", &e))?;
-    if part
-        .len()
-        .map_err(|e| Error::from_io("reading the part file", &e))?
-        != total
+    // A file the first response covers whole grows by its one write; any other is sized
+    // up front so writes at any offset are valid.
+    let single = first == (0, total);
+    if !single
+        && part
+            .len()
+            .map_err(|e| Error::from_io("reading the part file", &e))?
+            != total
     {
         part.set_len(total)
             .map_err(|e| Error::from_io("sizing the part file", &e))?;
@@ -1077,7 +1097,7 @@ async fn finalize(ctx: &FileCtx<'_>, part: PartFile, total: u64) -> Result<()> {
         drop(part);
         storage::publish(&part_path, &save, durable).map_err(|e| Error::from_io("publishing the file", &e))?;
         let _j = lock(&task.journal_lock);
-        let _ = storage::remove_if_exists(&storage::journal_path(&save));
+        remove_journal(&task);
         Ok(())
     })
     .await?;
