@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from ._errors import CallbackContextError
 from ._ffi import NativeCallback
@@ -247,7 +247,8 @@ class Dispatcher:
 
 
 def _call_user(callback: Callback, event: dict[str, Any], msg: dict[str, Any], dl_id: int) -> None:
-    call: Callable[[dict[str, Any], dict[str, Any]], object] = callback  # type: ignore[assignment]
+    # Both members of the Callback union take the two decoded dicts (an Event is a dict).
+    call = cast("Callable[[dict[str, Any], dict[str, Any]], object]", callback)
     try:
         call(event, msg)
     except BaseException:  # noqa: BLE001 - a user callback never stops the download

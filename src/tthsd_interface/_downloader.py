@@ -44,7 +44,9 @@ def _int_arg(name: str, value: int) -> int:
     return value
 
 
-def _str_list(name: str, values: Sequence[str] | None, count: int) -> list[str | None] | None:
+def _str_list(
+    name: str, values: Sequence[str | None] | None, count: int
+) -> list[str | None] | None:
     if values is None:
         return None
     if isinstance(values, (str, bytes)):
@@ -89,7 +91,7 @@ def build_tasks(
             raise TypeError("save_paths must hold str or os.PathLike[str]")
     names = _str_list("show_names", show_names, len(url_list))
     task_ids = _str_list("ids", ids, len(url_list))
-    sums = _str_list("checksums", checksums, len(url_list))  # type: ignore[arg-type]
+    sums = _str_list("checksums", checksums, len(url_list))
     tasks: list[dict[str, str]] = []
     for i, (url, path) in enumerate(zip(url_list, path_list, strict=True)):
         task = {"url": url, "save_path": path}

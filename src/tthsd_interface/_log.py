@@ -37,7 +37,7 @@ import sys
 import threading
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
-from typing import Final
+from typing import Final, TextIO
 
 __all__ = [
     "LOG_FILE_ENV",
@@ -90,7 +90,7 @@ class _LazyFileHandler(logging.FileHandler):
         super().emit(record)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever ``sys.stderr`` is when the record is written (a program, or a
     test runner, may replace it after the handler was made)."""
 
