@@ -492,6 +492,11 @@ def check_events(events: Events, tasks: list[dict[str, Any]], *,
         if want and sizes is not None and sizes.get(tid):
             assert ups, f"task {tid}: no update event"
             assert ups[-1].msg["Downloaded"] == sizes[tid], (ups[-1].msg, sizes[tid])
+        # "at most every 200 ms while bytes flow, plus one final update": judged on the
+        # whole span (receipt times can bunch when the event thread is briefly held up).
+        span_s = last.at - first.at
+        assert len(ups) <= span_s / 0.2 + 3, (
+            f"task {tid}: {len(ups)} updates in {span_s:.2f}s, more than one per 200 ms")
         spans.append((first_i, last_i))
     if sequential:
         for (_, end_a), (start_b, _) in zip(spans, spans[1:], strict=False):
