@@ -14,6 +14,8 @@ from tests.support.server import (
     Response,
     close_after,
     fail_times,
+    overlong_body,
+    premature_eof,
     reset_after,
     serve_from,
     wrong_content_range,
@@ -64,6 +66,23 @@ def test_wrong_content_range_is_never_written(tthsd: Harness, lib: Lib,
     res, t, run = _run_one(tthsd, lib, http_server, tmp_path, "/w.bin",
                            hook=wrong_content_range(4096, on=_first_big_ranged))
     assert any(_first_big_ranged(r) and r.status == 206 for r in http_server.requests())
+    assert run.events.of("endOne")[0].msg["Success"] is True
+    assert_file(tmp_path / "out.bin", res.body)
+
+
+def test_premature_eof_is_retried(tthsd: Harness, lib: Lib, http_server: LoopbackServer,
+                                  tmp_path: Path) -> None:
+    res, t, run = _run_one(tthsd, lib, http_server, tmp_path, "/eof.bin",
+                           hook=premature_eof(10_000, on=_first_big_ranged))
+    check_events(run.events, [t], sizes={"x": res.size})
+    assert_file(tmp_path / "out.bin", res.body)
+
+
+def test_body_longer_than_asked_is_not_written(tthsd: Harness, lib: Lib,
+                                               http_server: LoopbackServer,
+                                               tmp_path: Path) -> None:
+    res, t, run = _run_one(tthsd, lib, http_server, tmp_path, "/long.bin",
+                           hook=overlong_body(50_000, on=_first_big_ranged))
     assert run.events.of("endOne")[0].msg["Success"] is True
     assert_file(tmp_path / "out.bin", res.body)
 

@@ -37,7 +37,7 @@ Resource knobs (keyword arguments of :meth:`LoopbackServer.add`, attributes of
   slice) and arm faults (``close_after``, ``reset_after``, ``stall_after``/``stall_for``,
   ``chunked_fault``, ``delay``). Ready-made hooks: :func:`fail_times`, :func:`close_after`,
   :func:`reset_after`, :func:`stall`, :func:`wrong_content_range`, :func:`shift_body`,
-  :func:`serve_from`, :func:`chain`.
+  :func:`premature_eof`, :func:`overlong_body`, :func:`serve_from`, :func:`chain`.
 
 The server doubles as an HTTP proxy for tests of ``set_proxy``: an absolute-form target
 (``GET http://any.host/path``) is served from the resource at ``/path``, and ``CONNECT`` is
@@ -72,8 +72,10 @@ __all__ = [
     "chain",
     "close_after",
     "fail_times",
+    "overlong_body",
     "parse_range",
     "plan_response",
+    "premature_eof",
     "reset_after",
     "serve_from",
     "shift_body",
@@ -884,6 +886,34 @@ def shift_body(delta: int, on: Which = None) -> Hook:
         if pick(req) and resp.status == 206 and resp.body is not None:
             start = max(0, min(resp.offset + delta, resp.body.size - resp.length))
             resp.offset = start
+        return None
+
+    return hook
+
+
+def premature_eof(missing: int, on: Which = None) -> Hook:
+    """Announce ``missing`` more bytes than the body carries (a lying Content-Length),
+    then close: the client sees the connection end early."""
+    pick = _on(on)
+
+    def hook(req: RequestRecord, resp: Response) -> Response | None:
+        if pick(req) and resp.body is not None and resp.framing == "length":
+            resp.announce_length = resp.length + missing
+        return None
+
+    return hook
+
+
+def overlong_body(extra: int, on: Which = None) -> Hook:
+    """Send ``extra`` bytes past the announced Content-Length (and past the range of a
+    206), then close: a client must not write them anywhere."""
+    pick = _on(on)
+
+    def hook(req: RequestRecord, resp: Response) -> Response | None:
+        if pick(req) and resp.body is not None and resp.framing == "length":
+            resp.announce_length = resp.length
+            # The extra bytes are the file's next ones (none past its end).
+            resp.length = min(resp.length + extra, resp.body.size - resp.offset)
         return None
 
     return hook

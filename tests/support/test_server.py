@@ -13,6 +13,8 @@ from tests.support.server import (
     LoopbackServer,
     chain,
     close_after,
+    overlong_body,
+    premature_eof,
     fail_times,
     parse_range,
     reset_after,
@@ -279,3 +281,16 @@ def test_doubles_as_a_proxy(http_server: LoopbackServer) -> None:
     assert out.endswith(res.body.read(0, 16))
     assert [r.method for r in http_server.requests()] == ["GET", "CONNECT", "GET"]
     assert http_server.requests()[0].target == "http://elsewhere.invalid/p.bin"
+
+
+def test_lying_lengths(http_server: LoopbackServer) -> None:
+    res = http_server.add("/short", size=10_000, hook=premature_eof(500))
+    out = _raw(http_server, b"GET /short HTTP/1.1\r\nHost: x\r\nRange: bytes=0-999\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"Content-Length: 1500" in head and b"Connection: close" in head
+    assert body == res.body.read(0, 1000)
+    res = http_server.add("/long", size=10_000, hook=overlong_body(300))
+    out = _raw(http_server, b"GET /long HTTP/1.1\r\nHost: x\r\nRange: bytes=0-999\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"Content-Length: 1000" in head and b"Content-Range: bytes 0-999/10000" in head
+    assert body == res.body.read(0, 1300)
