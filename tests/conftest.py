@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 import tests.support
-import tests.support.content  # noqa: F401
+import tests.support.content
 import tests.support.fixtures
 import tests.support.server  # noqa: F401  (aliased below)
 from tests.support.fixtures import http_server, http_server_factory

@@ -22,6 +22,7 @@ package in between, so this module declares the exports itself.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import os
 import threading
@@ -102,7 +103,7 @@ PROTOTYPES: dict[str, tuple[Any, tuple[Any, ...]]] = {
 }
 
 
-class LibraryMissing(Exception):
+class LibraryMissing(Exception):  # noqa: N818  (imported by name elsewhere)
     pass
 
 
@@ -236,7 +237,7 @@ class Events:
                 self._cond.notify_all()
             if self.react is not None:
                 self.react(e, self)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             self.errors.append(exc)
 
     def snapshot(self) -> list[Event]:
@@ -464,7 +465,7 @@ def check_events(events: Events, tasks: list[dict[str, Any]], *,
         assert kinds.count("endOne") == 1, f"task {tid}: {kinds}"
         first_i, first = mine[0]
         assert first.type == "startOne", f"task {tid} events begin with {first.type}: {kinds}"
-        last_i, last = [(i, e) for i, e in mine if e.type == "endOne"][0]
+        last_i, last = next((i, e) for i, e in mine if e.type == "endOne")
         after = [e.type for i, e in mine if i > last_i]
         assert not after, f"task {tid}: events after endOne: {after}"
         url = t.get("url", t.get("URL"))
@@ -499,7 +500,7 @@ def check_events(events: Events, tasks: list[dict[str, Any]], *,
             f"task {tid}: {len(ups)} updates in {span_s:.2f}s, more than one per 200 ms")
         spans.append((first_i, last_i))
     if sequential:
-        for (_, end_a), (start_b, _) in zip(spans, spans[1:], strict=False):
+        for (_, end_a), (start_b, _) in itertools.pairwise(spans):
             assert end_a < start_b, f"tasks overlap in sequential mode: {listing}"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.support.server import LoopbackServer, RequestRecord, Response, fail_times
 
-from .lib import MiB, Harness, Lib, assert_file, check_events, task
+from .lib import Harness, Lib, MiB, assert_file, check_events, task
 
 
 def test_speed_limit_holds_within_ten_percent(

@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.support.server import LoopbackServer
 
 from .hostile import ID_FUNCTIONS
-from .lib import MiB, Event, Events, Harness, Lib, assert_file, check_events, summarize, task
+from .lib import Event, Events, Harness, Lib, MiB, assert_file, check_events, summarize, task
 
 # 8 MiB trickling at 1 MiB/s per connection over 4 connections: about 2 s when left alone.
 SIZE = 8 * MiB

@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.support.content import Content
 from tests.support.server import LoopbackServer
 
-from .lib import MiB, Events, Harness, assert_file, check_events, task
+from .lib import Events, Harness, MiB, assert_file, check_events, task
 
 
 def test_range_server_many_connections(tthsd: Harness, http_server: LoopbackServer,
@@ -94,7 +94,7 @@ def test_zero_byte_file(tthsd: Harness, http_server: LoopbackServer, tmp_path: P
     assert_file(tmp_path / "sub" / "empty.bin", res.body)  # parent folder created too
 
 
-def test_go_style_keys_with_startDownload(tthsd: Harness, http_server: LoopbackServer,
+def test_go_style_keys_with_startDownload(tthsd: Harness, http_server: LoopbackServer,  # noqa: N802
                                          tmp_path: Path) -> None:
     res = http_server.add("/go.bin", size=MiB + 1)
     t = task(res.url, tmp_path / "go.bin", id="go-1", show_name="Go", go_style=True)
@@ -132,7 +132,7 @@ def test_get_downloader_then_start_download_id(tthsd: Harness, http_server: Loop
     assert_file(tmp_path / "g.bin", res.body)
 
 
-def test_getDownloader_then_startDownload_ID(tthsd: Harness, lib, http_server: LoopbackServer,
+def test_getDownloader_then_startDownload_ID(tthsd: Harness, lib, http_server: LoopbackServer,  # noqa: N802
                                             tmp_path: Path) -> None:
     res = http_server.add("/gc.bin", size=MiB + 3)
     t = task(res.url, tmp_path / "gc.bin", id="gc")
@@ -143,7 +143,7 @@ def test_getDownloader_then_startDownload_ID(tthsd: Harness, lib, http_server: L
     assert_file(tmp_path / "gc.bin", res.body)
 
 
-def test_startMultipleDownloads_ID(tthsd: Harness, lib, http_server: LoopbackServer,
+def test_startMultipleDownloads_ID(tthsd: Harness, lib, http_server: LoopbackServer,  # noqa: N802
                                    tmp_path: Path) -> None:
     tasks, bodies = [], {}
     for i in range(3):
@@ -207,7 +207,7 @@ def test_checksums_verified(tthsd: Harness, http_server: LoopbackServer, tmp_pat
     good_sha = task(res.url, tmp_path / "sha.bin", id="sha",
                     checksum="sha256:" + res.sha256())
     good_md5 = task(res.url, tmp_path / "md5.bin", id="md5",
-                    checksum="md5:" + hashlib.md5(data).hexdigest())  # noqa: S324
+                    checksum="md5:" + hashlib.md5(data).hexdigest())
     bad = task(res.url, tmp_path / "bad.bin", id="bad", checksum="sha256:" + "0" * 64)
     run = tthsd.start([good_sha, good_md5, bad])
     run.wait_end(20)

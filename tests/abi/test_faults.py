@@ -21,7 +21,7 @@ from tests.support.server import (
     wrong_content_range,
 )
 
-from .lib import MiB, Harness, Lib, assert_file, check_events, task
+from .lib import Harness, Lib, MiB, assert_file, check_events, task
 
 
 def _first_big_ranged(req: RequestRecord) -> bool:
@@ -63,7 +63,7 @@ def test_reset_mid_range_is_retried(tthsd: Harness, lib: Lib, http_server: Loopb
 def test_wrong_content_range_is_never_written(tthsd: Harness, lib: Lib,
                                               http_server: LoopbackServer,
                                               tmp_path: Path) -> None:
-    res, t, run = _run_one(tthsd, lib, http_server, tmp_path, "/w.bin",
+    res, _t, run = _run_one(tthsd, lib, http_server, tmp_path, "/w.bin",
                            hook=wrong_content_range(4096, on=_first_big_ranged))
     assert any(_first_big_ranged(r) and r.status == 206 for r in http_server.requests())
     assert run.events.of("endOne")[0].msg["Success"] is True
@@ -81,7 +81,7 @@ def test_premature_eof_is_retried(tthsd: Harness, lib: Lib, http_server: Loopbac
 def test_body_longer_than_asked_is_not_written(tthsd: Harness, lib: Lib,
                                                http_server: LoopbackServer,
                                                tmp_path: Path) -> None:
-    res, t, run = _run_one(tthsd, lib, http_server, tmp_path, "/long.bin",
+    res, _t, run = _run_one(tthsd, lib, http_server, tmp_path, "/long.bin",
                            hook=overlong_body(50_000, on=_first_big_ranged))
     assert run.events.of("endOne")[0].msg["Success"] is True
     assert_file(tmp_path / "out.bin", res.body)
@@ -147,7 +147,7 @@ def test_content_encoding_is_saved_as_served(tthsd: Harness, http_server: Loopba
 def test_file_changing_mid_download_never_yields_a_mixed_file(
         tthsd: Harness, lib: Lib, http_server: LoopbackServer, tmp_path: Path) -> None:
     v2 = Content(4 * MiB, "version 2")
-    res, t, run = _run_one(tthsd, lib, http_server, tmp_path, "/v.bin", etag='"v1"',
+    res, _t, run = _run_one(tthsd, lib, http_server, tmp_path, "/v.bin", etag='"v1"',
                            hook=serve_from(3, v2, etag='"v2"'))
     out = tmp_path / "out.bin"
     if run.events.of("endOne")[0].msg["Success"]:

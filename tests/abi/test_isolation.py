@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.support.server import LoopbackServer
 
-from .lib import MiB, Event, Events, Harness, Lib, assert_file, check_events, summarize, task
+from .lib import Event, Events, Harness, Lib, MiB, assert_file, check_events, summarize, task
 
 
 def test_downloaders_are_isolated(tthsd: Harness, http_server: LoopbackServer,
@@ -53,7 +53,7 @@ def test_control_calls_from_many_threads(tthsd: Harness, lib: Lib,
                     stop.wait(0.02)
                     assert lib.resume_download(run.id) in (0, -1)
                     stop.wait(0.2)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]

@@ -49,6 +49,7 @@ asked, the status sent, body bytes handed to the socket, the outcome), in arriva
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
 import socketserver
@@ -251,7 +252,7 @@ def parse_range(value: str | None) -> tuple[int | None, int | None] | None:
     if not dash:
         return None
     first_s, last_s = first_s.strip(), last_s.strip()
-    if first_s and not first_s.isdigit() or last_s and not last_s.isdigit():
+    if (first_s and not first_s.isdigit()) or (last_s and not last_s.isdigit()):
         return None
     if not first_s:
         return (None, int(last_s)) if last_s else None
@@ -302,7 +303,7 @@ def _if_range_ok(rec: RequestRecord, res: Resource) -> bool:
     cond = rec.headers.get("If-Range")
     if cond is None:
         return True
-    if cond.startswith('"') or cond.startswith("W/"):
+    if cond.startswith(('"', "W/")):
         # If-Range needs a strong comparison: a weak ETag never matches.
         return res.etag is not None and not res.etag.startswith("W/") and cond == res.etag
     return res.last_modified is not None and cond == res.last_modified
@@ -369,10 +370,8 @@ class _Handler(socketserver.BaseRequestHandler):
         self.rfile = sock.makefile("rb", buffering=65536)
 
     def finish(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.rfile.close()
-        except OSError:
-            pass
         self.server.owner._unregister(self.request)
 
     def handle(self) -> None:
@@ -518,10 +517,8 @@ class LoopbackServer:
         with self._lock:
             conns = list(self._conns.values())
         for s in conns:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(5)
         self._tcp = None
@@ -742,10 +739,11 @@ class LoopbackServer:
                         return False
         if pending:  # no body byte was sent (a fault at 0)
             sock.sendall(pending)
-        if stall_at is not None and sent == stall_at:
-            if self._stopping.wait(resp.stall_for if resp.stall_for > 0 else None):
-                rec.outcome = "stopped"
-                return False
+        if stall_at is not None and sent == stall_at and self._stopping.wait(
+            resp.stall_for if resp.stall_for > 0 else None
+        ):
+            rec.outcome = "stopped"
+            return False
         if stop_kind == "fault-close":
             rec.outcome = stop_kind
             sock.shutdown(socket.SHUT_WR)

@@ -13,10 +13,10 @@ from tests.support.server import (
     LoopbackServer,
     chain,
     close_after,
-    overlong_body,
-    premature_eof,
     fail_times,
+    overlong_body,
     parse_range,
+    premature_eof,
     reset_after,
     serve_from,
     shift_body,
@@ -232,7 +232,7 @@ def test_broken_chunked_framing(http_server: LoopbackServer) -> None:
 def test_new_version_from_the_kth_request(http_server: LoopbackServer) -> None:
     v2 = Content(2000, "v2")
     http_server.add("/f", size=1000, etag='"v1"', hook=chain(serve_from(3, v2, etag='"v2"')))
-    a, b, c = (_get(http_server, "/f") for _ in range(3))
+    a, _b, c = (_get(http_server, "/f") for _ in range(3))
     assert (a[1]["ETag"], len(a[2]), c[1]["ETag"], c[2]) == ('"v1"', 1000, '"v2"', v2.bytes())
     st, _, _ = _get(http_server, "/f", {"Range": "bytes=0-9", "If-Range": '"v1"'})
     assert st == 200  # the validator changed: If-Range no longer matches
