@@ -261,9 +261,7 @@ def test_206_with_the_asked_range_but_other_bytes_is_caught_by_the_checksum(
 # -- a wrong total in Content-Range ------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "total", [SIZE + 1, SIZE * 2, SIZE - 1], ids=["plus1", "double", "minus1"]
-)
+@pytest.mark.parametrize("total", [SIZE + 1, SIZE * 2, SIZE - 1], ids=["plus1", "double", "minus1"])
 @pytest.mark.parametrize("where", ["probe", "mid-run"])
 def test_wrong_total_in_content_range(
     tthsd: Harness, srv: LoopbackServer, tmp_path: Path, total: int, where: str
