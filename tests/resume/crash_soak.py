@@ -131,7 +131,7 @@ class Report:
         return [k for k in self.kills if k.refetched > b or k.resent > b]
 
     def distribution(self, attr: str) -> dict[str, float]:
-        values = sorted(getattr(k, attr) for k in self.kills)
+        values: list[int] = sorted(int(getattr(k, attr)) for k in self.kills)
         if not values:
             return {}
 

@@ -402,3 +402,31 @@ def test_journal_tmp_left_by_a_torn_write_is_removed(
     Path(str(journal.journal_path(save)) + ".tmp").write_bytes(b'{"format":"tthsd-jour')
     run = download(tthsd, res.url, save)
     assert outcome(run, save, body).success  # no sibling left
+
+
+# -- pause, the file changes, resume (progress kept in memory, same downloader) -----------
+
+
+@pytest.mark.parametrize("change", ["etag", "size"])
+def test_file_changed_during_a_pause_restarts_from_zero(
+    tthsd: Harness, http_server: LoopbackServer, tmp_path: Path, change: str
+) -> None:
+    old = Content(12 * MiB, "/p.bin")
+    new = Content(12 * MiB + (MiB + 1 if change == "size" else 0), "/p.bin v2")
+    res = http_server.add("/p.bin", old, etag=ETAG, throttle=2 * MiB)
+    save = tmp_path / "p.bin"
+    t = task(res.url, save, id="t")
+    run = tthsd.start([t], threads=4, chunk_mb=1)
+    run.events.wait_for(
+        lambda e: e.type == "update" and e.msg["Downloaded"] > 2 * MiB,
+        timeout=20,
+        what="2 MiB on disk",
+    )
+    assert run.pause() == 0
+    http_server.wait_idle(5)
+    res.body, res.throttle = new, None
+    res.etag = '"v2"' if change == "etag" else ETAG
+    assert run.resume() == 0
+    run.wait_end(30)
+    run.events.wait_quiet(0.1, 1.0)
+    assert outcome(run, save, new).success
