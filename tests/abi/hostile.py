@@ -107,6 +107,9 @@ def unknown_ids(lib: Lib, tmp: Path) -> dict[str, Any]:
         _case(f"tthsd_set_timeouts({ident})")
         out[f"tthsd_set_timeouts({ident})"] = [lib.tthsd_set_timeouts(ident, 1000, 1000),
                                                lib.last_error()]
+        _case(f"tthsd_set_durability({ident})")
+        out[f"tthsd_set_durability({ident})"] = [lib.tthsd_set_durability(ident, False),
+                                                 lib.last_error()]
         _case(f"get_performance_stats({ident})")
         ptr = lib.get_performance_stats(ident)
         text = ctypes.string_at(ptr).decode() if ptr else None

@@ -100,6 +100,8 @@ PROTOTYPES: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "tthsd_last_error": (c_int, (c_void_p, c_size_t)),
     # int tthsd_set_timeouts(int id, uint64_t connect_timeout_ms, uint64_t read_timeout_ms)
     "tthsd_set_timeouts": (c_int, (c_int, c_uint64, c_uint64)),
+    # int tthsd_set_durability(int id, bool durable)   (default true)
+    "tthsd_set_durability": (c_int, (c_int, c_bool)),
 }
 
 

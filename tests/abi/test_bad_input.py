@@ -7,6 +7,9 @@ one test that caused it and names the case.
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import tomllib
 from typing import Any
 
@@ -21,6 +24,34 @@ CREATING = ("start_download", "get_downloader", "startDownload", "getDownloader"
 def test_every_export_is_present(lib: Lib) -> None:
     missing = [name for name in PROTOTYPES if not lib.has(name)]
     assert not missing, f"{lib.path} lacks exports: {missing}"
+
+
+def _documented_exports() -> set[str]:
+    """Function names of the C block in docs/architecture.md."""
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = text.split("```c", 1)[1].split("```", 1)[0]
+    return set(re.findall(r"^[a-z][\w ]*?\**\s+\**(\w+)\(", block, flags=re.MULTILINE))
+
+
+def test_documented_exports_are_declared_here() -> None:
+    documented = _documented_exports()
+    assert len(documented) >= 23, documented
+    assert documented == set(PROTOTYPES), (
+        f"docs/architecture.md and tests/abi/lib.py disagree: "
+        f"only documented {documented - set(PROTOTYPES)}, only declared "
+        f"{set(PROTOTYPES) - documented}")
+
+
+def test_no_undocumented_exports(lib: Lib) -> None:
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm not available to list the dynamic symbols")
+    out = subprocess.run([nm, "-D", "--defined-only", str(lib.path)], capture_output=True,
+                         text=True, check=True).stdout
+    exported = {parts[2] for parts in (ln.split() for ln in out.splitlines())
+                if len(parts) == 3 and parts[1] == "T"}
+    extra = {name for name in exported if not name.startswith(("_", "rust_"))} - set(PROTOTYPES)
+    assert not extra, f"exported but not documented in docs/architecture.md: {sorted(extra)}"
 
 
 def test_version_matches_cargo_and_abi_version_is_positive(lib: Lib) -> None:
@@ -46,7 +77,7 @@ def test_unknown_ids_are_refused_by_every_export(isolated: Any) -> None:
     stats = {k: out.pop(k) for k in list(out) if k.startswith("get_performance_stats")}
     wrong = {case: r for case, r in out.items() if r[0] != -1 or not r[1]}
     assert not wrong, f"expected -1 with a reason, got {wrong}"
-    assert len(out) == (len(ID_FUNCTIONS) + 4) * len(BAD_IDS)
+    assert len(out) == (len(ID_FUNCTIONS) + 5) * len(BAD_IDS)
     for case, text in stats.items():
         assert text is not None and json.loads(text) == {}, (case, text)
 

@@ -179,3 +179,21 @@ def test_default_thread_count_and_chunk_size(tthsd: Harness, http_server: Loopba
     assert run.start() == 0
     run.wait_end(10)
     assert run.stats()["state"] == "finished"
+
+
+def test_durability_switch(tthsd: Harness, lib: Lib, http_server: LoopbackServer,
+                           tmp_path: Path) -> None:
+    tasks, bodies = [], {}
+    for i in range(5):
+        res = http_server.add(f"/dur{i}.bin", size=100_000 + i)
+        tasks.append(task(res.url, tmp_path / f"dur{i}.bin", id=f"d{i}"))
+        bodies[f"d{i}"] = res.body
+    run = tthsd.create(tasks)
+    assert lib.tthsd_set_durability(run.id, False) == 0
+    assert lib.tthsd_set_durability(run.id, True) == 0
+    assert lib.tthsd_set_durability(run.id, False) == 0
+    assert run.start(multiple=True) == 0
+    run.wait_end(20)
+    check_events(run.events, tasks, sizes={k: b.size for k, b in bodies.items()})
+    for t in tasks:
+        assert_file(t["save_path"], bodies[t["id"]])
