@@ -3,12 +3,26 @@ and names that need escaping."""
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 from pathlib import Path
 
 from tests.support.server import LoopbackServer
 
-from .lib import Event, Events, Harness, Lib, MiB, assert_file, check_events, summarize, task
+from .lib import (
+    Event,
+    Events,
+    Harness,
+    Lib,
+    MiB,
+    assert_file,
+    bool_p,
+    check_events,
+    summarize,
+    task,
+    tasks_json,
+)
 
 
 def test_downloaders_are_isolated(tthsd: Harness, http_server: LoopbackServer,
@@ -135,3 +149,36 @@ def test_names_and_paths_that_need_escaping(tthsd: Harness, http_server: Loopbac
     check_events(run.events, [t], sizes={t["id"]: res.size})
     assert run.events.of("startOne")[0].show_name == show
     assert_file(save, res.body)
+
+
+def test_remote_tcp_sink_gets_every_event_as_a_line(
+        tthsd: Harness, lib: Lib, http_server: LoopbackServer, tmp_path: Path) -> None:
+    """ABI.md §6 with ``*use_socket`` true: one JSON object per line over TCP."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    port = listener.getsockname()[1]
+    res = http_server.add("/remote.bin", size=300_000)
+    t = task(res.url, tmp_path / "remote.bin", id="r")
+    events = Events()
+    ident = lib.start_download(tasks_json([t]), 1, 2, 1, events.callback, True, None,
+                               f"127.0.0.1:{port}".encode(), bool_p(True), None, None)
+    assert ident > 0, lib.last_error()
+    tthsd.ids.append(ident)
+    events.wait_end(10)
+    conn, _ = listener.accept()
+    conn.settimeout(5)
+    buf = b""
+    while b'"Type":"end"' not in buf.replace(b" ", b""):
+        chunk = conn.recv(65536)
+        assert chunk, f"sink closed early: {buf[-500:]!r}"
+        buf += chunk
+    conn.close()
+    listener.close()
+    lines = [json.loads(ln) for ln in buf.decode().splitlines() if ln.strip()]
+    got = [(m["Type"], m["Event"]["ID"]) for m in lines if m["Type"] != "update"]
+    want = [(e.type, e.id) for e in events.snapshot() if e.type != "update"]
+    assert got == want, (got, want)  # updates may be dropped; nothing else
+    for m in lines:
+        assert m["Event"]["Type"] == m["Type"]
+        assert isinstance(m["Msg"], str) and isinstance(json.loads(m["Msg"]), dict), m
+    assert_file(tmp_path / "remote.bin", res.body)
