@@ -507,7 +507,7 @@ def test_whole_body_longer_than_content_length(
     junk = Content(SIZE, "junk")
 
     def hook(req: RequestRecord, resp: Response) -> None:
-        resp.body = Spliced(body, junk, SIZE - MiB)  # type: ignore[arg-type]
+        resp.body = Spliced(body, junk, SIZE - MiB)
         resp.announce_length = SIZE - MiB  # says 7 MiB, sends 8 (the last one junk)
 
     res = srv.add("/f.bin", body, etag=ETAG, ranges=False, hook=hook)
