@@ -62,6 +62,15 @@ def core() -> Path:
         pytest.fail(f"the real core is needed: {exc}")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_console() -> Iterator[None]:
+    """The log's console copy would be written after pytest stopped capturing a test's
+    output (it is asynchronous); tests read the log file instead."""
+    _log.set_console_logging(False)
+    yield
+    _log.set_console_logging(True)
+
+
 @pytest.fixture(autouse=True)
 def _log_to_tmp(tmp_path: Path) -> Iterator[None]:
     """Each test logs into its own folder (and no test writes the repository's root)."""

@@ -107,14 +107,15 @@ def test_set_log_file_moves_and_disables(default_location: Path, tmp_path: Path)
 def test_console_copy_can_be_turned_off(
     default_location: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    _TIlog.info("on the console")
-    _log.flush_log()
-    tthsd_interface.set_console_logging(False)
+    tthsd_interface.set_console_logging(True)
     try:
+        _TIlog.info("on the console")
+        _log.flush_log()
+        tthsd_interface.set_console_logging(False)
         _TIlog.info("not on the console")
         _log.flush_log()
     finally:
-        tthsd_interface.set_console_logging(True)
+        tthsd_interface.set_console_logging(False)  # as the session fixture left it
     err = capfd.readouterr().err
     assert "on the console" in err
     assert "not on the console" not in err
@@ -142,9 +143,13 @@ def test_unwritable_location_warns_once_and_goes_on(
     blocker = tmp_path / "file"
     blocker.write_text("x")
     tthsd_interface.set_log_file(blocker / "sub" / "x.log")  # parent is a file
-    _TIlog.info("one")
-    _TIlog.info("two")
-    _log.flush_log()
+    tthsd_interface.set_console_logging(True)
+    try:
+        _TIlog.info("one")
+        _TIlog.info("two")
+        _log.flush_log()
+    finally:
+        tthsd_interface.set_console_logging(False)
     err = capfd.readouterr().err
     assert err.count("cannot write log file") == 1
     assert "two" in err
