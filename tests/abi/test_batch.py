@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.server import LoopbackServer
 
 from .lib import Harness, assert_file, check_events, task
@@ -77,3 +79,26 @@ def test_sequential_via_start_download_id_and_multiple_via_start_multiple(
     check_events(run2.events, tasks2)
     for t in tasks2:
         assert_file(t["save_path"], bodies[t["id"]])
+
+
+@pytest.mark.parametrize("multiple", [False, True], ids=["sequential", "multiple"])
+def test_one_failing_task_does_not_stop_the_others(tthsd: Harness, http_server: LoopbackServer,
+                                                   tmp_path: Path, multiple: bool) -> None:
+    tasks, bodies = _batch(http_server, tmp_path, n=8)
+    http_server.add("/batch/03.bin", status=404)  # replace one file by a 404
+    http_server.add("/batch/06.bin", status=403)
+    run = tthsd.start(tasks, multiple=multiple, threads=8)
+    run.wait_end(30)
+    failed = {"f03", "f06"}
+    check_events(run.events, tasks, sequential=not multiple,
+                 success={t["id"]: t["id"] not in failed for t in tasks})
+    for t in tasks:
+        if t["id"] in failed:
+            assert not Path(t["save_path"]).exists()
+            errs = run.events.of("err", t["id"])
+            assert errs and errs[0].msg["Code"] == "http_status", errs
+        else:
+            assert_file(t["save_path"], bodies[t["id"]])
+    st = run.stats()
+    assert st["state"] == "failed"
+    assert sorted(x["id"] for x in st["tasks"] if x["state"] == "failed") == sorted(failed)

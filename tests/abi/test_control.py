@@ -35,6 +35,9 @@ def test_pause_then_resume_continues_from_the_bytes_on_disk(
     paused = run.events.wait_for(lambda e: e.type == "msg" and e.text == "Download paused", 2,
                                  "msg 'Download paused'")
     assert paused.at - t_pause < 1.0
+    # "stops all transfers within 200 ms" (with slack for a loaded machine): the server's
+    # responses all end, cut by the client.
+    assert http_server.wait_idle(0.5), "transfers still running 0.5 s after the pause"
     time.sleep(0.3)  # "stops all transfers within 200 ms"
     served_1, on_disk_1 = http_server.bytes_sent("/p.bin"), run.stats()["downloaded"]
     time.sleep(0.5)
