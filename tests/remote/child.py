@@ -5,7 +5,10 @@ and a test must neither see the developer's nor leak its own into other tests.
 ``python -m tests.remote.child SPEC.json`` where SPEC is::
 
     {"tasks": [...task objects...], "proxy": <absent: leave the default (environment);
-     null: set_proxy(NULL); "url": set_proxy(url)>, "threads": 4, "timeout": 30}
+     null: set_proxy(NULL); "url": set_proxy(url)>, "threads": 4, "timeout": 30,
+     "remote_url": <optional remote_callback_url, with use_callback_url true>,
+     "use_socket": <optional bool>, "quiet": <seconds without events to wait for after
+     `end`>}
 
 Prints one JSON line: ``{"id", "last_error", "set_proxy", "events": [[event_json,
 msg_json], ...], "stats": "<get_performance_stats text>", "ended": bool}``.
@@ -19,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.abi.lib import Events, Lib, library_path, tasks_json
+from tests.abi.lib import Events, Lib, bool_p, library_path, tasks_json
 
 
 def main(spec_path: str) -> int:
@@ -28,18 +31,13 @@ def main(spec_path: str) -> int:
     events = Events()
     tasks = spec["tasks"]
     report: dict[str, Any] = {"set_proxy": None, "events": [], "stats": "", "ended": False}
+    remote = spec.get("remote_url")
+    use_socket = spec.get("use_socket")
     ident = lib.get_downloader(
-        tasks_json(tasks),
-        len(tasks),
-        spec.get("threads", 4),
-        1,
-        events.callback,
-        False,
-        None,
-        None,
-        None,
-        None,
-    )
+        tasks_json(tasks), len(tasks), spec.get("threads", 4), 1, events.callback,
+        remote is not None, None, remote.encode() if remote else None,
+        bool_p(use_socket), None,
+    )  # fmt: skip
     report["id"] = ident
     report["last_error"] = lib.last_error()
     if ident > 0:
@@ -52,6 +50,8 @@ def main(spec_path: str) -> int:
             report["ended"] = True
         except AssertionError:
             pass
+        if spec.get("quiet"):  # let late events (a lost listener's notice) arrive
+            events.wait_quiet(spec["quiet"], spec["quiet"] + 5)
         ptr = lib.get_performance_stats(ident)
         report["stats"] = ctypes.string_at(ptr).decode("utf-8")
         lib.free_string(ptr)

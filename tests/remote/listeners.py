@@ -198,10 +198,13 @@ class WsListener(_Recorder):
     """A ``websockets`` (sync API) server on 127.0.0.1 that records text messages.
 
     ``paths`` records the request path of each connection; ``read_delay`` sleeps after
-    each message; ``die_when`` as for :class:`TcpListener`.
+    each message; ``die_when`` as for :class:`TcpListener`; ``ssl_context`` (a server
+    context) makes it a ``wss://`` listener.
     """
 
-    def __init__(self, *, read_delay: float = 0.0, die_when: Predicate | None = None) -> None:
+    def __init__(
+        self, *, read_delay: float = 0.0, die_when: Predicate | None = None, ssl_context: Any = None
+    ) -> None:
         from websockets.sync.server import serve
 
         super().__init__(die_when)
@@ -209,7 +212,9 @@ class WsListener(_Recorder):
         self.paths: list[str] = []
         self._lock = threading.Lock()
         self._conns: list[Any] = []
-        self._server = serve(self._handler, "127.0.0.1", 0, compression=None, ping_interval=None)
+        self._server = serve(
+            self._handler, "127.0.0.1", 0, compression=None, ping_interval=None, ssl=ssl_context
+        )
         self.port = int(self._server.socket.getsockname()[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever, name=f"ws-listener-{self.port}", daemon=True

@@ -8,6 +8,7 @@ lost one is reported once as a ``msg`` event.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,44 @@ def test_without_use_callback_url_nothing_is_sent(
     check_events(run.events, tasks)
     time.sleep(0.3)
     assert tcp.connections == 0 and not tcp.snapshot()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_https_remote_url_means_wss_with_the_trusted_roots(
+    child: Any,
+    listeners: Listeners,
+    server_cert: Any,
+    ca_file: Path,
+    http_server: LoopbackServer,
+    tmp_path: Path,
+    trusted: bool,
+) -> None:
+    from .conftest import server_context
+
+    wss = listeners.ws(ssl_context=server_context(server_cert))
+    res = http_server.add("/wss.bin", size=MiB + 1)
+    save = tmp_path / "wss.bin"
+    spec = {
+        "tasks": [task(res.url, save, id="w")],
+        "remote_url": wss.url("https"),
+        "use_socket": False,
+        "quiet": 1.0,
+    }
+    report = child(spec, env={"SSL_CERT_FILE": str(ca_file)} if trusted else {})
+    assert report["ended"], report
+    assert_file(save, res.body)
+    texts = [json.loads(m).get("Text", "") for _, m in report["events"]]
+    notices = [t for t in texts if t.startswith(UNREACHABLE)]
+    if trusted:
+        assert wss.wait_type("end", 10), wss.types()
+        assert [m.type for m in wss.snapshot()] == [
+            json.loads(e)["Type"] for e, _ in report["events"]
+        ]
+        assert not notices
+    else:
+        # the listener's certificate is not trusted: reported once, the download is fine
+        assert not wss.snapshot()
+        assert len(notices) == 1 and "certificate" in notices[0], texts
 
 
 # -- a listener that is down or dies ------------------------------------------------------
