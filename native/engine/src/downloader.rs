@@ -145,6 +145,8 @@ pub(crate) struct TaskState {
     /// A journal file may exist at `save_path.tthsd.journal` (saves a needless unlink,
     /// which takes the folder's write lock, for every small file).
     pub journal_on_disk: AtomicBool,
+    /// Held for the whole of verify, sync and rename: one publish of a file at a time.
+    pub finalize_lock: Mutex<()>,
     /// Running digest of the file's contiguous prefix, when the task has a checksum.
     pub digest: Mutex<Option<crate::fetch::PrefixDigest>>,
 }
@@ -160,6 +162,15 @@ impl TaskState {
 
     pub fn speed(&self) -> f64 {
         f64::from_bits(self.speed.load(Ordering::Relaxed))
+    }
+
+    /// Bytes from offset 0 that are all on disk: what a reader may consume in order.
+    pub fn contiguous(&self) -> u64 {
+        match lock(&self.file).as_ref() {
+            Some(f) => f.done.prefix(),
+            None if lock(&self.published).is_some() => self.downloaded.load(Ordering::Relaxed),
+            None => 0,
+        }
     }
 }
 
@@ -355,6 +366,7 @@ impl Downloader {
                     published: Mutex::new(None),
                     journal_lock: Mutex::new(()),
                     journal_on_disk: AtomicBool::new(false),
+                    finalize_lock: Mutex::new(()),
                     digest: Mutex::new(None),
                 })
             })
@@ -552,6 +564,7 @@ impl Downloader {
                     "downloaded": t.downloaded.load(Ordering::Relaxed),
                     "total": t.total.load(Ordering::Relaxed),
                     "speed": t.speed(),
+                    "contiguous": t.contiguous(),
                     "error": *lock(&t.error),
                 })
             })

@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 /// engine's network tasks.
 pub trait EventSink: Send + Sync {
     fn emit(&self, event: Event);
+
+    /// Blocks (boundedly) until what was emitted so far has been handed on. Called by
+    /// embedders before they stop delivering events; never from the engine's tasks.
+    fn flush(&self) {}
 }
 
 /// A sink that drops everything (a downloader created without a callback).
@@ -37,6 +41,8 @@ pub enum EventKind {
         downloaded: u64,
         total: u64,
         speed: f64,
+        /// Bytes from offset 0 all on disk (our addition: in-order consumers read them).
+        contiguous: u64,
     },
     Msg {
         text: String,
@@ -130,7 +136,9 @@ impl Event {
                 downloaded,
                 total,
                 speed,
-            } => json!({"Downloaded": downloaded, "Total": total, "Speed": speed}),
+                contiguous,
+            } => json!({"Downloaded": downloaded, "Total": total, "Speed": speed,
+                        "Contiguous": contiguous}),
             EventKind::Msg { text } => json!({ "Text": text }),
             EventKind::Err { error, code } => json!({"Error": error, "Code": code}),
         }
@@ -205,13 +213,14 @@ mod tests {
                 downloaded: 5,
                 total: 10,
                 speed: 1.5,
+                contiguous: 3,
             },
             "a",
             "id1",
         );
         assert_eq!(
             e.msg_value(),
-            json!({"Downloaded":5,"Total":10,"Speed":1.5})
+            json!({"Downloaded":5,"Total":10,"Speed":1.5,"Contiguous":3})
         );
         assert_eq!(e.event_value()["ID"], "id1");
     }

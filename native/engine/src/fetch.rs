@@ -218,6 +218,17 @@ async fn already_complete(task: &Arc<TaskState>) -> Result<bool> {
         task.total.store(len, Ordering::Relaxed);
         task.downloaded.store(len, Ordering::Relaxed);
         *lock(&task.published) = Some(len);
+        // An earlier partial download of the same file is moot now.
+        let save = &task.spec.save_path;
+        for p in [
+            storage::part_path(save),
+            storage::journal_path(save),
+            storage::journal_tmp_path(save),
+        ] {
+            let _ = storage::remove_if_exists(&p);
+        }
+        task.journal_on_disk.store(false, Ordering::Relaxed);
+        *lock(&task.file) = None;
     }
     Ok(ok)
 }
@@ -229,14 +240,24 @@ fn load_journal(task: &TaskState) {
         return; // progress from earlier in this process wins
     }
     let save = &task.spec.save_path;
+    // A journal write torn by a crash leaves its temporary file: never read, removed.
+    let tmp = storage::journal_tmp_path(save);
+    if std::fs::symlink_metadata(&tmp).is_ok() {
+        let _ = storage::remove_if_exists(&tmp);
+    }
     let jpath = storage::journal_path(save);
     if std::fs::symlink_metadata(&jpath).is_err() {
         return;
     }
     task.journal_on_disk.store(true, Ordering::Relaxed);
     let part_len = std::fs::metadata(storage::part_path(save)).map(|m| m.len());
-    let usable = Journal::load(&jpath)
-        .filter(|j| j.url == task.spec.url.as_str() && part_len.as_ref().ok() == Some(&j.total));
+    // Bytes from another process are only trusted when the server can confirm, with
+    // If-Range, that they belong to the file it serves now: a strong ETag or a date.
+    let usable = Journal::load(&jpath).filter(|j| {
+        j.url == task.spec.url.as_str()
+            && part_len.as_ref().ok() == Some(&j.total)
+            && j.validators.if_range().is_some()
+    });
     let Some(j) = usable else {
         // Torn, edited, foreign, or not matching the part file: never trusted, and
         // removed so it cannot mislead a later run either.
@@ -388,9 +409,7 @@ async fn attempt_file(
     if let Some((total, missing, _)) = &resume
         && missing.is_empty()
     {
-        let part = PartFile::open(&storage::part_path(&task.spec.save_path), false)
-            .map_err(|e| Error::from_io("opening the part file", &e))?;
-        return finalize(&ctx, part, *total).await;
+        return finalize(&ctx, None, *total).await;
     }
     let conn = connection(shared).await?;
     if whole_only {
@@ -518,7 +537,7 @@ async fn empty_file(ctx: &FileCtx<'_>) -> Result<()> {
     let part = PartFile::open(&part_path(ctx), true)
         .map_err(|e| Error::from_io("creating the file", &e))?;
     ctx.task.total.store(0, Ordering::Relaxed);
-    finalize(ctx, part, 0).await
+    finalize(ctx, Some(part), 0).await
 }
 
 /// A server that sends the whole body (no ranges, or a changed file): one stream from 0.
@@ -577,7 +596,7 @@ async fn whole(ctx: &FileCtx<'_>, mut resp: Response, conn: Connection) -> Resul
     if let Some(s) = lock(&task.file).as_mut() {
         s.total = Some(written);
     }
-    finalize(ctx, part, written).await
+    finalize(ctx, Some(part), written).await
 }
 
 fn write_sequential(
@@ -734,7 +753,7 @@ async fn ranged(
             "some ranges were left unfinished",
         ));
     }
-    finalize(ctx, rctx.part, total).await
+    finalize(ctx, Some(rctx.part), total).await
 }
 
 fn same_origin(a: &Url, b: &Url) -> bool {
@@ -922,9 +941,21 @@ async fn stream_range(
                 return Err(e);
             }
         };
+        let mut chunk = chunk;
+        // Bytes past the end the Content-Range promised are not the file's: a server
+        // whose body outruns its header gets what it promised taken, nothing more.
+        let room = expected.saturating_sub(received);
+        let overrun = chunk.len() as u64 > room;
+        if overrun {
+            chunk.truncate(room as usize);
+        }
         received += chunk.len() as u64;
         f.shared.limiter.acquire(chunk.len() as u64).await;
         batch.push(chunk);
+        if overrun {
+            commit(ctx, lease, &mut batch)?;
+            return Ok(()); // the connection is dropped with the rest of the body
+        }
         if batch.len >= WRITE_BUF || batch.len as u64 >= lease.remaining() {
             let more = commit(ctx, lease, &mut batch)?;
             if !more || lease.remaining() == 0 {
@@ -1057,62 +1088,105 @@ fn hash_range(
     Ok(())
 }
 
-/// Verifies, makes durable, and publishes a complete part file.
-async fn finalize(ctx: &FileCtx<'_>, part: PartFile, total: u64) -> Result<()> {
+/// Verifies, makes durable, and publishes a complete part file (`None`: the part file at
+/// its usual path).
+///
+/// The work runs on a blocking thread and owns its bookkeeping, because a pause or stop
+/// may drop the awaiting future at any moment: the file then still gets published (or
+/// not) as one step, the task state says which, and a second finalize of the same task
+/// waits for the first on `finalize_lock` and finds the file already published.
+async fn finalize(ctx: &FileCtx<'_>, part: Option<PartFile>, total: u64) -> Result<()> {
     let task = ctx.task.clone();
-    let save = task.spec.save_path.clone();
-    let ck = task.spec.checksum.clone();
     let durable = ctx.cfg.durable;
-    let part_path = part.path().to_owned();
     let generation = lock(&task.file).as_ref().map(|s| s.generation);
     let prefix = lock(&task.digest)
         .take()
         .filter(|d| Some(d.generation) == generation && d.hashed <= total);
-    let outcome = blocking(move || -> Result<()> {
-        if let Some(ck) = &ck {
-            let (from, mut hasher) = match prefix {
-                Some(d) => (d.hashed, d.hasher),
-                None => (0, ck.hasher()),
-            };
-            hash_range(&part_path, &mut hasher, from, total).map_err(|e| {
-                Error::from_io("reading the finished file to verify it", &e)
-            })?;
-            let digest = hasher.finish();
-            if digest != ck.digest {
-                return Err(Error::new(
-                    ErrorCode::ChecksumMismatch,
-                    format!(
-                        "checksum mismatch: expected {}, the downloaded file has {}; it was not saved to {}",
-                        ck.to_text(),
-                        encode_hex(&digest),
-                        save.display()
-                    ),
-                ));
-            }
-        }
-        if durable {
-            part.sync_all()
-                .map_err(|e| Error::from_io("syncing the file", &e))?;
-        }
-        drop(part);
-        storage::publish(&part_path, &save, durable).map_err(|e| Error::from_io("publishing the file", &e))?;
-        let _j = lock(&task.journal_lock);
-        remove_journal(&task);
-        Ok(())
-    })
-    .await?;
+    let t = task.clone();
+    let outcome = blocking(move || publish_task(&t, part, total, durable, prefix)).await?;
     if let Err(e) = outcome {
-        if e.code == ErrorCode::ChecksumMismatch {
-            // The bytes are what the server sent but not what the task wants: do not
-            // resume them; the part file stays for inspection until the next attempt.
-            reset_state(ctx.task);
+        if e.code == ErrorCode::ChecksumMismatch || e.code == ErrorCode::Io {
+            // Bytes that are not what the task wants (or a part file that vanished):
+            // never resumed; a later attempt starts from zero.
+            reset_state(&task);
         }
         return Err(e);
     }
-    let task = ctx.task;
-    task.total.store(total, Ordering::Relaxed);
-    task.downloaded.store(total, Ordering::Relaxed);
-    *lock(&task.published) = Some(total);
-    *lock(&task.file) = None;
+    Ok(())
+}
+
+fn publish_task(
+    task: &TaskState,
+    part: Option<PartFile>,
+    total: u64,
+    durable: bool,
+    prefix: Option<PrefixDigest>,
+) -> Result<()> {
+    let _f = lock(&task.finalize_lock);
+    let save = &task.spec.save_path;
+    let done = |task: &TaskState| {
+        task.total.store(total, Ordering::Relaxed);
+        task.downloaded.store(total, Ordering::Relaxed);
+        *lock(&task.published) = Some(total);
+        *lock(&task.file) = None;
+    };
+    if *lock(&task.published) == Some(total)
+        && lock(&task.file).is_none()
+        && std::fs::metadata(save).is_ok_and(|m| m.len() == total)
+    {
+        return Ok(()); // an earlier finalize, cut loose by a pause, got there first
+    }
+    let part_path = storage::part_path(save);
+    let part = match part {
+        Some(p) => p,
+        None => PartFile::open_existing(&part_path).map_err(|e| {
+            Error::new(
+                ErrorCode::Io,
+                format!("the finished part file is gone ({e}); starting over"),
+            )
+        })?,
+    };
+    if part
+        .len()
+        .map_err(|e| Error::from_io("reading the part file", &e))?
+        != total
+    {
+        return Err(Error::new(
+            ErrorCode::Io,
+            "the part file does not have the size of the download; starting over",
+        ));
+    }
+    if let Some(ck) = &task.spec.checksum {
+        let (from, mut hasher) = match prefix {
+            Some(d) => (d.hashed, d.hasher),
+            None => (0, ck.hasher()),
+        };
+        hash_range(&part_path, &mut hasher, from, total)
+            .map_err(|e| Error::from_io("reading the finished file to verify it", &e))?;
+        let digest = hasher.finish();
+        if digest != ck.digest {
+            return Err(Error::new(
+                ErrorCode::ChecksumMismatch,
+                format!(
+                    "checksum mismatch: expected {}, the downloaded file has {}; it was not saved to {}",
+                    ck.to_text(),
+                    encode_hex(&digest),
+                    save.display()
+                ),
+            ));
+        }
+    }
+    if durable {
+        part.sync_all()
+            .map_err(|e| Error::from_io("syncing the file", &e))?;
+    }
+    drop(part);
+    storage::publish(&part_path, save, durable)
+        .map_err(|e| Error::from_io("publishing the file", &e))?;
+    {
+        let _j = lock(&task.journal_lock);
+        remove_journal(task);
+    }
+    done(task);
     Ok(())
 }

@@ -39,8 +39,12 @@ impl Validators {
     /// True when `other` describes the same version of the file. A side that lacks a
     /// validator cannot contradict the other on it.
     pub fn same_version(&self, other: &Validators) -> bool {
+        // Compared weakly (RFC 9110 §8.8.3.2): any difference proves a change; equality
+        // of weak tags proves nothing, which is why resuming across processes also
+        // requires a validator usable in If-Range (see `if_range`).
+        let bare = |t: &str| t.trim_start_matches("W/").to_owned();
         let etag_ok = match (&self.etag, &other.etag) {
-            (Some(a), Some(b)) => a == b,
+            (Some(a), Some(b)) => bare(a) == bare(b),
             _ => true,
         };
         let lm_ok = match (&self.last_modified, &other.last_modified) {
@@ -123,6 +127,7 @@ impl Journal {
 
     /// Writes atomically: temporary file, sync (when `sync`), rename.
     pub fn store(&self, path: &Path, sync: bool) -> std::io::Result<()> {
+        // Same naming as storage::journal_tmp_path, which cleans up after a torn write.
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);

@@ -4,8 +4,10 @@
 //!
 //! A listener never slows a download: `emit` only queues. One writer task per sink
 //! sends in order; when the queue grows, `update` messages are dropped first; every send
-//! and connect is bounded in time; after [`MAX_FAILURES`] failures in a row the sink
-//! gives up, and says so once as a `msg` event on the local sink.
+//! and connect is bounded in time; after [`MAX_FAILURES`] failures in a row, or more than
+//! [`MAX_RECONNECTS`] reconnections, the sink gives up, and says so once as a `msg` event
+//! on the local sink. So that this notice can never follow `end`, a [`Tee`] hands `end`
+//! to the local sink through the writer, after the remote side is done with it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +32,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connect or send failures in a row before the sink gives up for good.
 pub const MAX_FAILURES: u32 = 3;
+/// Connections opened after the first, before the sink gives up on a flapping listener.
+pub const MAX_RECONNECTS: u32 = 3;
+/// How long `flush` waits for the writer.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where events go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +88,9 @@ pub fn wire_message(e: &Event) -> String {
 }
 
 enum Item {
-    Event(Event),
+    /// An event for the listener; `forward` also hands it to the local sink afterwards.
+    Event(Event, bool),
+    Flush(std::sync::mpsc::Sender<()>),
     Close,
 }
 
@@ -108,8 +116,21 @@ impl EventSink for RemoteSink {
         if queued >= HARD_BACKLOG || (event.is_update() && queued >= UPDATE_BACKLOG) {
             return;
         }
+        self.queue(event, false);
+    }
+
+    fn flush(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.tx.send(Item::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(FLUSH_TIMEOUT);
+        }
+    }
+}
+
+impl RemoteSink {
+    fn queue(&self, event: Event, forward: bool) {
         self.backlog.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Item::Event(event)).is_err() {
+        if self.tx.send(Item::Event(event, forward)).is_err() {
             self.backlog.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -129,10 +150,23 @@ pub struct Tee {
 
 impl EventSink for Tee {
     fn emit(&self, event: Event) {
-        if let Some(r) = &self.remote {
-            r.emit(event.clone());
+        match &self.remote {
+            // `end` reaches the local sink through the writer, never dropped, so a
+            // notice about the listener cannot come after it.
+            Some(r) if matches!(event.kind, EventKind::End) => r.queue(event, true),
+            Some(r) => {
+                r.emit(event.clone());
+                self.local.emit(event);
+            }
+            None => self.local.emit(event),
         }
-        self.local.emit(event);
+    }
+
+    fn flush(&self) {
+        if let Some(r) = &self.remote {
+            r.flush();
+        }
+        self.local.flush();
     }
 }
 
@@ -157,6 +191,22 @@ impl Conn {
                     .map_err(|e| e.to_string())?;
                 Ok(Conn::Ws(Box::new(ws)))
             }
+        }
+    }
+
+    /// False when a TCP listener has visibly closed its end (a write would still
+    /// "succeed" once into a dead socket and lose the event).
+    fn alive(&self) -> bool {
+        match self {
+            Conn::Tcp(s) => {
+                let mut probe = [0u8; 256];
+                match s.try_read(&mut probe) {
+                    Ok(0) => false, // the listener closed its end
+                    Ok(_) => true,  // it talks; what it says is ignored
+                    Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+                }
+            }
+            Conn::Ws(_) => true,
         }
     }
 
@@ -187,6 +237,17 @@ impl Conn {
     }
 }
 
+/// The target as events may show it: no user info, no query string (tokens live there).
+fn describe(target: &Target) -> String {
+    match target {
+        Target::Tcp(a) => a.rsplit('@').next().unwrap_or(a).to_owned(),
+        Target::WebSocket(u) => match url::Url::parse(u) {
+            Ok(parsed) => crate::http::redact(&parsed),
+            Err(_) => "(unparsable URL)".to_owned(),
+        },
+    }
+}
+
 async fn writer(
     target: Target,
     mut rx: mpsc::UnboundedReceiver<Item>,
@@ -195,53 +256,75 @@ async fn writer(
 ) {
     let mut conn: Option<Conn> = None;
     let mut failures = 0u32;
+    let mut connects = 0u32;
     let mut gave_up = false;
     while let Some(item) = rx.recv().await {
-        backlog.fetch_sub(1, Ordering::Relaxed);
-        let event = match item {
-            Item::Event(e) => e,
+        let (event, forward) = match item {
+            Item::Event(e, forward) => {
+                backlog.fetch_sub(1, Ordering::Relaxed);
+                (e, forward)
+            }
+            Item::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
             Item::Close => break,
         };
-        if gave_up {
-            continue;
-        }
-        let text = wire_message(&event);
-        let mut last_error = String::new();
-        while failures < MAX_FAILURES {
-            if conn.is_none() {
-                match tokio::time::timeout(CONNECT_TIMEOUT, Conn::open(&target)).await {
-                    Ok(Ok(c)) => conn = Some(c),
-                    Ok(Err(e)) => last_error = e,
-                    Err(_) => last_error = "connect timed out".into(),
+        if !gave_up {
+            let text = wire_message(&event);
+            let mut last_error = String::new();
+            let mut sent = false;
+            while failures < MAX_FAILURES {
+                if conn.as_ref().is_some_and(|c| !c.alive()) {
+                    conn = None;
+                    last_error = "the listener closed the connection".into();
                 }
-            }
-            if let Some(c) = conn.as_mut() {
-                match tokio::time::timeout(SEND_TIMEOUT, c.send(&text)).await {
-                    Ok(Ok(())) => {
-                        failures = 0;
+                if conn.is_none() {
+                    // The first connection plus MAX_RECONNECTS more, then no more.
+                    if connects > MAX_RECONNECTS {
+                        last_error =
+                            format!("{last_error}; {MAX_RECONNECTS} reconnections used up");
                         break;
                     }
-                    Ok(Err(e)) => last_error = e,
-                    Err(_) => last_error = "send timed out".into(),
+                    connects += 1;
+                    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::open(&target)).await {
+                        Ok(Ok(c)) => conn = Some(c),
+                        Ok(Err(e)) => last_error = e,
+                        Err(_) => last_error = "connect timed out".into(),
+                    }
                 }
-                conn = None;
+                if let Some(c) = conn.as_mut() {
+                    match tokio::time::timeout(SEND_TIMEOUT, c.send(&text)).await {
+                        Ok(Ok(())) => {
+                            failures = 0;
+                            sent = true;
+                            break;
+                        }
+                        Ok(Err(e)) => last_error = e,
+                        Err(_) => last_error = "send timed out".into(),
+                    }
+                    conn = None;
+                }
+                failures += 1;
+                if failures < MAX_FAILURES {
+                    tokio::time::sleep(Duration::from_millis(100 << failures)).await;
+                }
             }
-            failures += 1;
-            if failures < MAX_FAILURES {
-                tokio::time::sleep(Duration::from_millis(100 << failures)).await;
+            if !sent {
+                gave_up = true;
+                if let Some(c) = conn.take() {
+                    c.close().await;
+                }
+                let where_to = describe(&target);
+                local.emit(Event::global(EventKind::Msg {
+                    text: format!(
+                        "Remote event listener {where_to} is unreachable ({last_error}); events are no longer sent to it"
+                    ),
+                }));
             }
         }
-        if failures >= MAX_FAILURES {
-            gave_up = true;
-            let where_to = match &target {
-                Target::Tcp(a) => a.clone(),
-                Target::WebSocket(u) => u.clone(),
-            };
-            local.emit(Event::global(EventKind::Msg {
-                text: format!(
-                    "Remote event listener {where_to} is unreachable ({last_error}); events are no longer sent to it"
-                ),
-            }));
+        if forward {
+            local.emit(event);
         }
     }
     if let Some(c) = conn {
@@ -274,6 +357,13 @@ mod tests {
         assert!(parse_target("h", true).is_err());
         assert!(parse_target("h:x", true).is_err());
         assert!(parse_target("ftp://h", false).is_err());
+    }
+
+    #[test]
+    fn descriptions_hide_credentials() {
+        let t = parse_target("ws://u:pw@h:1/ev?token=x", false).unwrap();
+        assert_eq!(describe(&t), "ws://h:1/ev");
+        assert_eq!(describe(&Target::Tcp("u:p@h:1".into())), "h:1");
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub fn journal_path(save_path: &Path) -> PathBuf {
     sibling(save_path, ".tthsd.journal")
 }
 
+/// Where a journal is written before it is renamed over the journal.
+pub fn journal_tmp_path(save_path: &Path) -> PathBuf {
+    sibling(save_path, ".tthsd.journal.tmp")
+}
+
 /// The temporary file a download writes into.
 #[derive(Debug)]
 pub struct PartFile {
@@ -47,6 +52,15 @@ impl PartFile {
             .create(true)
             .truncate(fresh)
             .open(path)?;
+        Ok(PartFile {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens an existing file for reading and writing; never creates one.
+    pub fn open_existing(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
         Ok(PartFile {
             file,
             path: path.to_owned(),

@@ -86,7 +86,7 @@ unsafe fn create(
         },
         None => local,
     };
-    let downloader = match Downloader::new(tasks, config, sink) {
+    let downloader = match Downloader::new(tasks, config, sink.clone()) {
         Ok(d) => d,
         Err(e) => {
             if let Some(p) = &pump {
@@ -95,12 +95,18 @@ unsafe fn create(
             return Err(e.message);
         }
     };
-    Ok(registry::insert(Entry { downloader, pump }))
+    Ok(registry::insert(Entry {
+        downloader,
+        sink,
+        pump,
+    }))
 }
 
 /// Stops a downloader, delivers its last events, and ends its event thread.
 fn shut_down(entry: &Entry) -> Result<(), String> {
     let r = entry.downloader.stop().map_err(|e| e.message);
+    // A remote sink hands `end` on to the pump itself: let it, before the pump closes.
+    entry.sink.flush();
     if let Some(p) = &entry.pump {
         p.close();
     }

@@ -5,12 +5,14 @@ use std::ffi::c_int;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use tthsd_engine::Downloader;
+use tthsd_engine::{Downloader, EventSink};
 
 use crate::pump::EventPump;
 
 pub struct Entry {
     pub downloader: Downloader,
+    /// What the downloader emits into (local pump, maybe teed to a remote listener).
+    pub sink: Arc<dyn EventSink>,
     pub pump: Option<Arc<EventPump>>,
 }
 
