@@ -369,17 +369,13 @@ def test_file_at_save_path_that_does_not_match_the_checksum_is_replaced(
 # -- nothing left beside a finished file ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug (litter): download_file returns on already_complete before anything "
-    "removes a stale .tthsd.part/.tthsd.journal of an earlier partial download",
-)
 def test_instant_completion_removes_a_stale_partial_download(
     tthsd: Harness, http_server: LoopbackServer, tmp_path: Path
 ) -> None:
     body = Content(SIZE, "/f.bin")
     res = http_server.add("/f.bin", body, etag=ETAG)
     save = tmp_path / "f.bin"
+    # Regression: the stale part file and journal stayed beside the finished file.
     plant(save, body, [(0, MiB)], res.url, etag=ETAG)
     save.write_bytes(body.bytes())
     run = download(tthsd, res.url, save, checksum="sha256:" + body.sha256())
@@ -387,18 +383,14 @@ def test_instant_completion_removes_a_stale_partial_download(
     assert outcome(run, save, body).success  # no sibling left
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug (litter): a kill between File::create and rename in Journal::store "
-    "leaves save_path.tthsd.journal.tmp, which nothing removes unless a later journal "
-    "write reuses the name (a resumed run shorter than the journal period never does)",
-)
 def test_journal_tmp_left_by_a_torn_write_is_removed(
     tthsd: Harness, http_server: LoopbackServer, tmp_path: Path
 ) -> None:
     body = Content(2 * MiB, "/f.bin")
     res = http_server.add("/f.bin", body, etag=ETAG)
     save = tmp_path / "f.bin"
+    # As a kill between File::create and rename in Journal::store leaves it. Regression:
+    # nothing removed it unless a later journal write happened to reuse the name.
     Path(str(journal.journal_path(save)) + ".tmp").write_bytes(b'{"format":"tthsd-jour')
     run = download(tthsd, res.url, save)
     assert outcome(run, save, body).success  # no sibling left
@@ -432,18 +424,13 @@ def test_file_changed_during_a_pause_restarts_from_zero(
     assert outcome(run, save, new).success
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a pause during finalize drops the awaiting future while its "
-    "spawn_blocking closure still publishes the file; the task state still says 'complete, "
-    "not published', so resume finalizes again, PartFile::open(create) makes an empty part "
-    "file, and that empty file is renamed over the good one: 0 bytes at save_path, Success",
-)
 def test_pause_while_the_file_is_being_published_keeps_the_file(
     tthsd: Harness, http_server: LoopbackServer, tmp_path: Path
 ) -> None:
     # 128 MiB written at loopback speed leave plenty of dirty pages: the fsync before the
-    # rename takes long enough for a pause to land inside finalize.
+    # rename takes long enough for a pause to land inside finalize. Regression: the
+    # pause dropped the future awaiting the publish, which went on without updating the
+    # task; the resume published an empty part file over the good one, with Success.
     body = Content(128 * MiB, "/big.bin")
     res = http_server.add("/big.bin", body, etag=ETAG)
     save = tmp_path / "big.bin"
