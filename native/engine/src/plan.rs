@@ -245,11 +245,15 @@ impl Plan {
     }
 }
 
-/// The piece size: `chunk`, but no larger than an even share per connection, so a
-/// file smaller than `connections × chunk` still starts on every connection.
+/// The piece size: at most `chunk`, and cut so that every connection gets the same
+/// number of equal pieces (`connections × rounds` of them). Connections of equal speed
+/// then finish together with no steal at all; steals only mend real differences.
 pub fn piece_size(total: u64, chunk: u64, connections: usize) -> u64 {
-    let share = total.div_ceil(connections.max(1) as u64);
-    chunk.min(share).max(MIN_SPLIT).max(1)
+    let conns = connections.max(1) as u64;
+    let chunk = chunk.max(1);
+    let rounds = total.div_ceil(conns.saturating_mul(chunk)).max(1);
+    let pieces = conns.saturating_mul(rounds);
+    total.div_ceil(pieces).max(MIN_SPLIT)
 }
 
 #[cfg(test)]
@@ -381,9 +385,19 @@ mod tests {
     }
 
     #[test]
-    fn piece_size_spreads_small_files() {
-        assert_eq!(piece_size(1 << 30, 10 << 20, 16), 10 << 20);
+    fn pieces_are_even_per_connection_and_at_most_a_chunk() {
+        // 256 MiB, 16 connections, 10 MiB chunks: 2 rounds of 16 pieces of 8 MiB.
+        assert_eq!(piece_size(256 << 20, 10 << 20, 16), 8 << 20);
         assert_eq!(piece_size(64 << 20, 10 << 20, 16), 4 << 20);
         assert_eq!(piece_size(100, 10 << 20, 16), MIN_SPLIT);
+        for (total, chunk, conns) in [(1u64 << 30, 10u64 << 20, 16usize), (12345678, 1 << 20, 7)] {
+            let p = piece_size(total, chunk, conns);
+            assert!(p <= chunk);
+            assert_eq!(
+                total.div_ceil(p) % conns as u64,
+                0,
+                "{total} {chunk} {conns}"
+            );
+        }
     }
 }
