@@ -1,0 +1,1 @@
+"""Adversarial tests: the real core against servers, disks and paths that attack it."""
