@@ -1100,8 +1100,14 @@ async fn finalize(ctx: &FileCtx<'_>, part: Option<PartFile>, total: u64) -> Resu
     let prefix = lock(&task.digest)
         .take()
         .filter(|d| Some(d.generation) == generation && d.hashed <= total);
-    let t = task.clone();
-    let outcome = blocking(move || publish_task(&t, part, total, durable, prefix)).await?;
+    let outcome = if durable || task.spec.checksum.is_some() {
+        // fsync and hashing can take long: off the network threads.
+        let t = task.clone();
+        blocking(move || publish_task(&t, part, total, durable, prefix)).await?
+    } else {
+        // A bare rename is microseconds; a thread hand-off would cost more than it.
+        publish_task(&task, part, total, durable, prefix)
+    };
     if let Err(e) = outcome {
         if e.code == ErrorCode::ChecksumMismatch || e.code == ErrorCode::Io {
             // Bytes that are not what the task wants (or a part file that vanished):
