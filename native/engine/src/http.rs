@@ -96,6 +96,9 @@ pub fn build_client(cfg: &ClientConfig) -> Result<Client> {
         .pool_max_idle_per_host(cfg.max_idle_per_host.max(1))
         .pool_idle_timeout(Duration::from_secs(60))
         .tcp_nodelay(true)
+        // HTTP/2 (negotiated by ALPN on https) multiplexes our ranges on one connection;
+        // BDP-sized windows keep that connection from being flow-control bound.
+        .http2_adaptive_window(true)
         .redirect(policy)
         .referer(false);
     match &cfg.proxy {
