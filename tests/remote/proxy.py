@@ -329,8 +329,9 @@ class LoopbackProxy:
         methods = _recv_exact(sock, n)
         want = 0x02 if self.auth is not None else 0x00
         if want not in methods:
-            sock.sendall(b"\x05\xff")
+            # recorded before answering: the client may act on the answer at once
             self._record(ProxyRecord("socks5", "", 0, "", None, None, False, status=407))
+            sock.sendall(b"\x05\xff")
             return
         sock.sendall(bytes([5, want]))
         user = password = None
@@ -340,9 +341,10 @@ class LoopbackProxy:
             (plen,) = _recv_exact(sock, 1)
             password = _recv_exact(sock, plen).decode("utf-8", "replace")
             ok = sub == 1 and self._check(user, password)
-            sock.sendall(b"\x01\x00" if ok else b"\x01\x01")
             if not ok:
                 self._record(ProxyRecord("socks5", "", 0, "", user, password, False, status=407))
+            sock.sendall(b"\x01\x00" if ok else b"\x01\x01")
+            if not ok:
                 return
         ver, cmd, _rsv, atyp = _recv_exact(sock, 4)
         if atyp == 1:
