@@ -26,6 +26,7 @@ import argparse
 import base64
 import hashlib
 import json
+import socket
 import socketserver
 import struct
 import sys
@@ -133,6 +134,10 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     sink: Sink
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class TcpLines(socketserver.StreamRequestHandler):
@@ -262,8 +267,10 @@ def listen(kind: str, address: str, sink: Sink) -> _Server:
     if not sep or not port.isdigit():
         raise SystemExit(f"--{kind} wants HOST:PORT, got {address!r}")
     handler = TcpLines if kind == "tcp" else WebSocket
+    host = host.strip("[]") or "127.0.0.1"
+    server_class = _Server6 if ":" in host else _Server
     try:
-        server = _Server((host.strip("[]") or "127.0.0.1", int(port)), handler)
+        server = server_class((host, int(port)), handler)
     except OSError as exc:
         raise SystemExit(f"cannot listen on {address}: {exc}") from None
     server.sink = sink

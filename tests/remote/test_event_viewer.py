@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -158,6 +159,20 @@ def test_viewer_websocket_side_speaks_rfc6455(viewer_factory: Any) -> None:
         line = "\n".join(viewer.lines_until("second"))
     assert "msg      Global                   fragmented fragmented" in line, line
     viewer.lines_until("disconnected")
+
+
+def test_viewer_listens_on_ipv6(viewer_factory: Any) -> None:
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    viewer = viewer_factory("--tcp", "[::1]:0")
+    where, use_socket = viewer.endpoints["tcp"]
+    assert where.startswith("[::1]:") and use_socket
+    host, port = where.rsplit(":", 1)
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=5) as c:
+        c.sendall(b'{"Type":"msg","Msg":"{\\"Text\\":\\"over v6\\"}","Event":{}}\n')
+        assert "over v6" in "\n".join(viewer.lines_until("over v6"))
 
 
 def test_viewer_answers_plain_http_with_426(viewer_factory: Any) -> None:

@@ -9,6 +9,7 @@ lost one is reported once as a ``msg`` event.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,33 @@ def test_tcp_listener_receives_every_event_as_one_json_line(
     check_wire_shape(got)
     assert [as_local(m) for m in got] == local_triples(run.events)
     assert tcp.connections == 1
+
+
+def test_tcp_listener_on_ipv6_loopback(
+    remote: RemoteHarness, http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    try:
+        srv = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with srv:
+        res = http_server.add("/v6.bin", size=MiB)
+        tasks = [task(res.url, tmp_path / "v6.bin", id="v6")]
+        port = srv.getsockname()[1]
+        run = remote.start_remote(tasks, remote_url=f"[::1]:{port}", use_socket=True)
+        srv.settimeout(5)
+        conn, _ = srv.accept()
+        run.wait_end(20)
+        conn.settimeout(5)
+        data = b""
+        while b'"Type":"end"' not in data:
+            chunk = conn.recv(65536)
+            assert chunk, data
+            data += chunk
+        conn.close()
+    lines = [json.loads(x) for x in data.decode().splitlines()]
+    assert [x["Type"] for x in lines] == run.events.types()
+    assert_file(tmp_path / "v6.bin", res.body)
 
 
 def test_without_use_callback_url_nothing_is_sent(
