@@ -352,6 +352,10 @@ class TTHSDownloader:
         """Start a created downloader, running its tasks at the same time."""
         return self._start_by_id(downloader_id, multiple=True)
 
+    def _last_error(self) -> str:
+        """Why the last failed call of this thread failed ("" if it did not)."""
+        return self._lib.last_error()
+
     def _control(self, name: str, rc: int, downloader_id: int) -> bool:
         if rc != 0:
             _TIlog.warning("%s(%d) failed: %s", name, downloader_id, self._lib.last_error() or rc)
@@ -417,6 +421,17 @@ class TTHSDownloader:
             "set_timeouts",
             self._lib.set_timeouts(downloader_id, connect_timeout_ms, read_timeout_ms),
             downloader_id,
+        )
+
+    def set_durability(self, downloader_id: int, durable: bool) -> bool:
+        """Whether the core flushes the part file to stable storage before each journal
+        write and before publishing (``True``, the default: safe against power cuts).
+
+        ``False`` is faster on slow disks and still safe against a killed process, not
+        against a power cut.  Applies from the next journal write on.
+        """
+        return self._control(
+            "set_durability", self._lib.set_durability(downloader_id, durable), downloader_id
         )
 
     def get_performance_stats(self, downloader_id: int) -> dict[str, Any]:

@@ -248,6 +248,8 @@ _DECLARATIONS: Final[tuple[_Decl, ...]] = (
     _Decl("tthsd_last_error", c_int, (POINTER(ctypes.c_char), c_size_t)),
     # int tthsd_set_timeouts(int id, uint64_t connect_timeout_ms, uint64_t read_timeout_ms);
     _Decl("tthsd_set_timeouts", c_int, (c_int, c_uint64, c_uint64)),
+    # int tthsd_set_durability(int id, bool durable);   /* default true */
+    _Decl("tthsd_set_durability", c_int, (c_int, c_bool)),
 )
 
 # Snake-case name -> Go-era alias used when a library lacks the snake-case export.
@@ -502,6 +504,12 @@ class NativeLibrary:
         return self._call_id(
             "tthsd_set_timeouts", downloader_id, connect_timeout_ms, read_timeout_ms
         )
+
+    def set_durability(self, downloader_id: int, durable: bool) -> int:
+        """``tthsd_set_durability``. 0, or -1."""
+        if not isinstance(durable, bool):
+            raise TypeError(f"durable must be a bool, not {type(durable).__name__}")
+        return self._call_id("tthsd_set_durability", downloader_id, durable)
 
     def get_performance_stats(self, downloader_id: int) -> dict[str, Any]:
         """``get_performance_stats``, decoded; ``{}`` for an unknown id or a library without it."""

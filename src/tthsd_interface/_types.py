@@ -8,7 +8,7 @@ so every shape here is a lower bound.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, TypeAlias, TypedDict
+from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
 
 __all__ = [
     "Callback",
@@ -94,6 +94,8 @@ class UpdateMsg(TypedDict):
     """Size of the file in bytes; 0 when unknown."""
     Speed: float
     """Smoothed speed in bytes per second."""
+    Contiguous: NotRequired[int]
+    """Bytes from offset 0 that are all on disk (our core; absent from Go-era cores)."""
 
 
 class TextMsg(TypedDict):
@@ -134,6 +136,9 @@ class TaskStats(TypedDict, total=False):
     state: Literal["pending", "running", "paused", "done", "failed"]
     downloaded: int
     total: int
+    speed: float
+    contiguous: int
+    """Bytes from offset 0 that are all on disk: an in-order reader may consume them."""
     error: str | None
 
 
