@@ -10,20 +10,30 @@ wheel) through ctypes, with the API of the TTHSD documentation::
     # the with block waits for the downloads started inside it
 
 ``from TTHSD_interface import TTHSDownloader`` (the documentation's module name) works too.
+
+Beyond the seed API: ``download(urls, paths)`` (blocking) and ``await download_async(...)``
+return one :class:`FileResult` per file or raise :class:`DownloadError`;
+:class:`AsyncDownloader` gives ``async for`` events and awaitable completion;
+``fetch(url) -> bytes`` and ``async for offset, chunk in stream(url)`` deliver bodies
+instead of files; ``tthsd`` / ``python -m tthsd_interface`` is the command line.
 """
 
 from __future__ import annotations
 
+from ._asyncio import AsyncDownload, AsyncDownloader, download_async, fetch_async, stream
 from ._downloader import TTHSDownloader
 from ._errors import (
     CallbackContextError,
     DownloaderClosedError,
+    DownloadError,
+    DownloadRefusedError,
     LibraryError,
     LibraryLoadError,
     LibraryNotFoundError,
     TTHSDError,
 )
 from ._ffi import LIBRARY_ENV, candidate_paths, find_library, library_file_name
+from ._highlevel import download, fetch
 from ._log import (
     LOG_FILE_ENV,
     LOG_FILE_NAME,
@@ -33,6 +43,7 @@ from ._log import (
     set_log_file,
     use_default_log_file,
 )
+from ._results import DownloadEvent, FileFailure, FileResult
 from ._types import (
     Callback,
     EmptyMsg,
@@ -52,6 +63,18 @@ from ._types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncDownload",
+    "AsyncDownloader",
+    "DownloadError",
+    "DownloadEvent",
+    "DownloadRefusedError",
+    "FileFailure",
+    "FileResult",
+    "download",
+    "download_async",
+    "fetch",
+    "fetch_async",
+    "stream",
     "LIBRARY_ENV",
     "LOG_FILE_ENV",
     "LOG_FILE_NAME",

@@ -7,21 +7,33 @@
      │    ├── LibraryNotFoundError  no candidate file exists (names every path tried)
      │    └── LibraryLoadError      a file exists but could not be loaded or lacks exports
      ├── DownloaderClosedError      a download was started on a closed TTHSDownloader
-     └── CallbackContextError       a blocking call (wait) was made from inside a callback
+     ├── CallbackContextError       a blocking call (wait) was made from inside a callback
+     ├── DownloadRefusedError       the core refused to create a download or take a setting
+     │                              (high-level API; also a ValueError)
+     └── DownloadError              files of a high-level download did not complete;
+                                    ``failures`` lists each with its error code
 
-Failures of the core on a given download are *not* exceptions: as the TTHSD API has
-always done, ``start_download`` returns ``-1`` and the control methods return ``False``,
-with the core's reason logged through ``_TIlog``.  Invalid Python arguments raise the
-ordinary built-in exceptions (``ValueError`` for mismatched list lengths, ``TypeError``
-for wrong types).
+In the seed API (:class:`TTHSDownloader`) failures of the core on a given download are
+*not* exceptions: as the TTHSD API has always done, ``start_download`` returns ``-1`` and
+the control methods return ``False``, with the core's reason logged through ``_TIlog``.
+The high-level API (``download``, ``download_async``, ``fetch``, ``stream``,
+``AsyncDownloader``) raises :class:`DownloadRefusedError` and :class:`DownloadError`
+instead.  Invalid Python arguments raise the ordinary built-in exceptions
+(``ValueError`` for mismatched list lengths, ``TypeError`` for wrong types).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._results import FileFailure, FileResult
 
 __all__ = [
     "CallbackContextError",
+    "DownloadError",
+    "DownloadRefusedError",
     "DownloaderClosedError",
     "LibraryError",
     "LibraryLoadError",
@@ -75,3 +87,40 @@ class CallbackContextError(TTHSDError, RuntimeError):
     Callbacks run on the downloader's dispatcher thread, which is the thread that would
     have to deliver the awaited ``end`` event: waiting there could never finish.
     """
+
+
+class DownloadRefusedError(TTHSDError, ValueError):
+    """The core refused to create a download, or to take one of its settings.
+
+    Raised by the high-level API where the seed API returns ``-1`` or ``False``: an
+    invalid URL or unsupported scheme, two files with the same path, a proxy URL the core
+    does not accept...  ``reason`` is the core's explanation.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class DownloadError(TTHSDError):
+    """One or more files of a high-level download did not complete.
+
+    ``failures`` holds one :class:`FileFailure` per file that failed (``url``, ``path``,
+    ``code``, ``message``); ``results`` holds a :class:`FileResult` per file that did
+    complete.  ``code`` is the core's machine code (``http_status``,
+    ``checksum_mismatch``, ``timeout``...; see :data:`ErrorCode`), or ``"stopped"`` for
+    a file that had not completed when the download was stopped.
+    """
+
+    def __init__(self, failures: Sequence[FileFailure], results: Sequence[FileResult] = ()) -> None:
+        self.failures: tuple[FileFailure, ...] = tuple(failures)
+        self.results: tuple[FileResult, ...] = tuple(results)
+        total = len(self.failures) + len(self.results)
+        lines = [f"{len(self.failures)} of {total} file(s) failed:"]
+        lines += [f"  {f.url} -> {f.path}: [{f.code}] {f.message}" for f in self.failures]
+        super().__init__("\n".join(lines))
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The error code of each failed file, in order."""
+        return tuple(f.code for f in self.failures)

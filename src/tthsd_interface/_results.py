@@ -1,0 +1,153 @@
+"""Frozen dataclasses of the high-level API: what a download returns and what it reports.
+
+* :class:`FileResult`: one completed file (``download`` returns one per file).
+* :class:`FileFailure`: one file that did not complete (listed by :class:`DownloadError`).
+* :class:`DownloadEvent`: one event of the core, decoded (``AsyncDownload`` yields them,
+  ``progress`` callables receive them); the raw ``msg`` stays available.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, cast
+
+from ._types import EventType
+
+__all__ = ["DownloadEvent", "FileFailure", "FileResult"]
+
+_EVENT_TYPES: frozenset[str] = frozenset(
+    {"start", "startOne", "update", "end", "endOne", "msg", "err"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """A file that was downloaded completely (and verified, when a checksum was given)."""
+
+    url: str
+    path: Path
+    """Where the file is (the ``save_path`` asked for)."""
+    bytes: int
+    """Its size."""
+    seconds: float
+    """From the moment the core started this file to the moment it completed."""
+    average_speed: float
+    """``bytes / seconds``, in bytes per second (0.0 for an instant completion)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileFailure:
+    """A file that did not complete."""
+
+    url: str
+    path: Path
+    code: str
+    """The core's machine code (``http_status``, ``checksum_mismatch``, ``timeout``, ...;
+    see ``ErrorCode``), ``"stopped"`` when the download was stopped before this file
+    completed, or ``"unknown"`` when the core gave none."""
+    message: str
+    """The core's sentence."""
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadEvent:
+    """One event of the core (see ``docs/callbacks.md`` for every type and key).
+
+    ``type``, ``name``, ``show_name`` and ``id`` come from the event object; ``msg`` is the
+    message object as the core sent it (read-only).  The properties read the usual keys
+    of ``msg`` with a default when absent.
+    """
+
+    type: EventType
+    name: str
+    show_name: str
+    id: str
+    msg: Mapping[str, Any] = field(repr=False)
+    downloader_id: int = 0
+
+    @classmethod
+    def from_raw(
+        cls, event: Mapping[str, Any], msg: Mapping[str, Any], downloader_id: int = 0
+    ) -> DownloadEvent:
+        """Build from the two dicts a callback receives."""
+        kind = str(event.get("Type", ""))
+        return cls(
+            type=cast("EventType", kind if kind in _EVENT_TYPES else "msg"),
+            name=str(event.get("Name", "")),
+            show_name=str(event.get("ShowName", "")),
+            id=str(event.get("ID", "")),
+            msg=MappingProxyType(dict(msg)),
+            downloader_id=downloader_id,
+        )
+
+    @property
+    def downloaded(self) -> int:
+        """``update``: bytes of this file on disk so far."""
+        return _int(self.msg.get("Downloaded"))
+
+    @property
+    def total(self) -> int:
+        """``update``: the file's size (0 when unknown); ``startOne``/``endOne``: task count."""
+        return _int(self.msg.get("Total"))
+
+    @property
+    def speed(self) -> float:
+        """``update``: smoothed speed in bytes per second."""
+        value = self.msg.get("Speed", 0.0)
+        return float(value) if isinstance(value, (int, float)) else 0.0
+
+    @property
+    def contiguous(self) -> int:
+        """``update``: bytes from offset 0 that are all on disk (0 from Go-era cores)."""
+        return _int(self.msg.get("Contiguous"))
+
+    @property
+    def index(self) -> int:
+        """``startOne``/``endOne``: 1-based position of the task."""
+        return _int(self.msg.get("Index"))
+
+    @property
+    def url(self) -> str:
+        """``startOne``/``endOne``: the task's URL."""
+        return str(self.msg.get("URL", ""))
+
+    @property
+    def save_path(self) -> str:
+        """``startOne``/``endOne``: the task's path."""
+        return str(self.msg.get("SavePath", ""))
+
+    @property
+    def success(self) -> bool:
+        """``endOne``: whether the file completed."""
+        return self.msg.get("Success") is True
+
+    @property
+    def text(self) -> str:
+        """``msg``: the notice."""
+        return str(self.msg.get("Text", ""))
+
+    @property
+    def error(self) -> str:
+        """``err``: the core's sentence."""
+        return str(self.msg.get("Error", ""))
+
+    @property
+    def code(self) -> str:
+        """``err``: the stable machine code."""
+        return str(self.msg.get("Code", ""))
+
+
+def file_size(path: str | os.PathLike[str]) -> int | None:
+    """The size of ``path``, or None when it is not a file."""
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return None
