@@ -75,7 +75,7 @@ def _make_handler(files: Mapping[str, bytes]) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
             self.end_headers()
             if not head_only:
-                self.wfile.write(body[start : end + 1])
+                self.wfile.write(memoryview(body)[start : end + 1])  # no copy
 
         def do_GET(self) -> None:
             self._send(head_only=False)

@@ -1,0 +1,420 @@
+"""The command line: ``tthsd [options] URL...`` and ``python -m tthsd_interface``.
+
+Exit status: 0 when every file was downloaded, 1 when at least one failed, 2 for a usage
+error or a request the core refused, 130 after Ctrl-C (the downloads are stopped, their
+part files and journals kept: the same command resumes them).
+
+Human output goes to standard error (live bars on a terminal, plain lines otherwise);
+``--json`` writes the events to standard output, one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import unquote, urlsplit
+
+from . import __version__
+from ._downloader import TTHSDownloader
+from ._errors import DownloadRefusedError, LibraryError
+from ._highlevel import Plan, Tracker, create_downloader, start_downloader
+from ._log import LOG_FILE_ENV, set_console_logging, set_log_file
+from ._progress import Display, make_display
+from ._results import DownloadEvent
+from ._units import format_bytes, format_rate, parse_rate
+
+__all__ = ["main", "name_from_url"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+DEMO_FILES = 4
+DEMO_SIZE = 16 << 20
+DEMO_RATE = "32M"
+
+
+class _UsageError(Exception):
+    """A usage error found after parsing (exit status 2)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tthsd",
+        description=(
+            "Download files over many connections with the TTHSD core: ranges in parallel, "
+            "resumable (Ctrl-C, then the same command again), verified checksums."
+        ),
+        epilog=(
+            "examples:\n"
+            "  tthsd --demo\n"
+            "  tthsd -x 32 https://example.com/big.iso\n"
+            "  tthsd -j -d downloads -i urls.txt --limit-rate 10M\n"
+            "  tthsd -o a.iso --checksum sha256:<hex> https://example.com/a.iso\n"
+            "exit status: 0 all files done, 1 a file failed, 2 usage error, 130 interrupted"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("urls", nargs="*", metavar="URL", help="what to download")
+    p.add_argument("-o", "--output", metavar="PATH", help="save the (single) URL here")
+    p.add_argument(
+        "-d", "--dir", metavar="DIR", help="folder for the files (default: the current one)"
+    )
+    p.add_argument(
+        "-x", "--connections", type=int, metavar="N",
+        help="most connections at once, over all files (default 64; 16 for --demo)",
+    )  # fmt: skip
+    p.add_argument(
+        "-k", "--chunk-size", type=int, metavar="MB",
+        help="size of the ranges files are cut into, in MiB (default 10; 1 for --demo)",
+    )  # fmt: skip
+    p.add_argument(
+        "-j", "--parallel", action="store_true",
+        help="download the files at the same time (default: one after another)",
+    )  # fmt: skip
+    p.add_argument(
+        "-i", "--input-file", metavar="FILE",
+        help="read URLs from FILE ('-' for standard input): one per line, optionally "
+        "followed by a path; blank lines and lines starting with # are skipped",
+    )  # fmt: skip
+    p.add_argument(
+        "-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+        help="send this header on every request (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--user-agent", metavar="UA", help="the User-Agent header")
+    p.add_argument(
+        "--proxy", metavar="URL", help="http://, https://, socks5:// or socks5h:// proxy"
+    )
+    p.add_argument(
+        "--limit-rate", metavar="RATE", help="total speed limit, e.g. 500k, 10M (bytes/s)"
+    )
+    p.add_argument("--retries", type=int, metavar="N", help="retries per range (default 5)")
+    p.add_argument(
+        "--checksum", action="append", default=[], metavar="ALGO:HEX",
+        help="sha256:<hex> or md5:<hex>, once per URL in order; the file is kept only "
+        "when it matches",
+    )  # fmt: skip
+    p.add_argument("--connect-timeout", type=float, metavar="S", help="seconds (default 15)")
+    p.add_argument("--read-timeout", type=float, metavar="S", help="seconds (default 30)")
+    p.add_argument(
+        "--no-durable", action="store_true",
+        help="skip the fsyncs that make partial downloads survive a power cut (faster on "
+        "slow disks; still safe when the process is killed)",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="write every event as a JSON line on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only failures")
+    p.add_argument(
+        "--version", action="store_true", help="print the versions of tthsd and the core"
+    )
+    p.add_argument(
+        "--demo", action="store_true",
+        help=f"serve {DEMO_FILES} generated files of {DEMO_SIZE >> 20} MiB on 127.0.0.1, "
+        f"download them (at {DEMO_RATE}/s unless --limit-rate is given) and verify them",
+    )  # fmt: skip
+    p.add_argument("--dll-path", metavar="PATH", help="the core library to use")
+    return p
+
+
+def name_from_url(url: str) -> str:
+    """A file name for ``url``: the last segment of its path, decoded; ``index.html`` when
+    there is none.  Never a path: separators are replaced."""
+    segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    for sep in ("/", "\\", os.sep, "\0"):
+        segment = segment.replace(sep, "_")
+    segment = segment.strip()
+    if segment in ("", ".", ".."):
+        return "index.html"
+    return segment
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, n = name, 0
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}.{n}"
+    taken.add(candidate)
+    return candidate
+
+
+def _read_input(source: str) -> Iterator[tuple[str, str | None]]:
+    stream: IO[str]
+    with ExitStack() as stack:
+        if source == "-":
+            stream = sys.stdin
+        else:
+            try:
+                stream = stack.enter_context(Path(source).open(encoding="utf-8"))
+            except OSError as exc:
+                raise _UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
+        for raw in stream:
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.split(None, 1)
+            yield parts[0], (parts[1].strip() if len(parts) > 1 else None)
+
+
+def _jobs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    folder = Path(args.dir) if args.dir else Path()
+    entries: list[tuple[str, str | None]] = [(u, None) for u in args.urls]
+    if args.input_file:
+        entries += list(_read_input(args.input_file))
+    if not entries:
+        raise _UsageError("no URL given (pass URLs, -i FILE, or --demo)")
+    if args.output is not None:
+        if len(entries) != 1:
+            raise _UsageError("-o/--output needs exactly one URL (use -d for several)")
+        entries = [(entries[0][0], args.output)]
+    taken: set[str] = set()
+    jobs: list[tuple[str, Path]] = []
+    for url, given in entries:
+        if given is not None:
+            path = Path(given)
+            jobs.append((url, path if path.is_absolute() or args.output else folder / path))
+        else:
+            jobs.append((url, folder / _unique(name_from_url(url), taken)))
+    return jobs
+
+
+def _headers(values: Sequence[str]) -> dict[str, str] | None:
+    if not values:
+        return None
+    headers: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition(":")
+        if not sep or not name.strip():
+            raise _UsageError(f"a header is 'Name: value', not {value!r}")
+        headers[name.strip()] = rest.strip()
+    return headers
+
+
+def _plan(args: argparse.Namespace, jobs: list[tuple[str, Path]], **extra: Any) -> Plan:
+    checksums: list[str | None] | None = None
+    if args.checksum:
+        if len(args.checksum) != len(jobs):
+            raise _UsageError(
+                f"{len(args.checksum)} --checksum for {len(jobs)} URL(s): give one per URL"
+            )
+        checksums = list(args.checksum)
+    try:
+        rate = parse_rate(args.limit_rate) if args.limit_rate is not None else 0
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    timeouts = None
+    if args.connect_timeout is not None or args.read_timeout is not None:
+        timeouts = (args.connect_timeout or 15.0, args.read_timeout or 30.0)
+    options: dict[str, Any] = {
+        "connections": args.connections,
+        "chunk_size_mb": args.chunk_size,
+        "parallel": args.parallel,
+        "headers": _headers(args.header),
+        "checksums": checksums,
+        "user_agent": args.user_agent,
+        "proxy": args.proxy,
+        "speed_limit": rate,
+        "retries": args.retries,
+        "timeouts": timeouts,
+        "durable": not args.no_durable,
+    }
+    options.update(extra)
+    try:
+        return Plan.build([u for u, _ in jobs], [p for _, p in jobs], **options)
+    except (TypeError, ValueError) as exc:
+        raise _UsageError(str(exc)) from None
+
+
+class _JsonLines:
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self.broken = False
+
+    def write(self, obj: dict[str, Any]) -> None:
+        with self._lock:
+            if self.broken:
+                return
+            try:
+                self._stream.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                self.broken = True
+
+
+def _run(plan: Plan, args: argparse.Namespace) -> int:
+    """Download ``plan``; print as ``args`` asks; the exit status."""
+    tracker = Tracker(plan)
+    human = not args.quiet and not args.json
+    display: Display | None = make_display(plan.names()) if human else None
+    out = _JsonLines(sys.stdout) if args.json else None
+    dl_id = 0
+
+    def on_event(event: dict[str, Any], msg: dict[str, Any]) -> None:
+        ev = DownloadEvent.from_raw(event, msg, dl_id)
+        tracker.feed(ev)
+        if display is not None:
+            display.feed(ev)
+        if out is not None:
+            out.write({"event": event, "msg": msg})
+
+    try:
+        dl = TTHSDownloader(args.dll_path)
+    except LibraryError as exc:
+        print(f"tthsd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    started = time.monotonic()
+    interrupted = False
+    try:
+        try:
+            dl_id = create_downloader(dl, plan, on_event)
+        except DownloadRefusedError as exc:
+            print(f"tthsd: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if display is not None:
+            display.start()
+        try:
+            start_downloader(dl, dl_id, plan)
+            while not dl.wait(dl_id, timeout=0.2):
+                pass
+        except KeyboardInterrupt:
+            interrupted = True
+            # Stop once, whatever more Ctrl-C arrive: the journal must be written.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            dl.stop_download(dl_id)
+    finally:
+        dl.close()
+        if display is not None:
+            display.close()
+    elapsed = time.monotonic() - started
+    results, failures = tracker.outcome()
+    if interrupted:
+        failures = [f for f in failures if f.code != "stopped"]
+    if out is not None:
+        out.write({
+            "summary": {
+                "ok": len(results),
+                "failed": len(failures),
+                "interrupted": interrupted,
+                "seconds": round(elapsed, 3),
+                "files": [
+                    {"url": r.url, "path": str(r.path), "bytes": r.bytes,
+                     "seconds": round(r.seconds, 3), "average_speed": round(r.average_speed)}
+                    for r in results
+                ],
+                "failures": [
+                    {"url": f.url, "path": str(f.path), "code": f.code, "message": f.message}
+                    for f in failures
+                ],
+            }
+        })  # fmt: skip
+    if human and results:
+        size = sum(r.bytes for r in results)
+        rate = size / elapsed if elapsed > 0 else 0.0
+        print(
+            f"{len(results)} file(s), {format_bytes(size)} in {elapsed:.2f} s"
+            f" ({format_rate(rate)})",
+            file=sys.stderr,
+        )
+    if failures and not args.json:
+        print(f"{len(failures)} file(s) failed:", file=sys.stderr)
+        for f in failures:
+            print(f"  {f.url} -> {f.path}: {f.message} ({f.code})", file=sys.stderr)
+    if interrupted:
+        if not args.json:
+            print(
+                "interrupted: downloads stopped; partial files kept, run the same command "
+                "again to resume",
+                file=sys.stderr,
+            )
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def _version(args: argparse.Namespace) -> int:
+    print(f"tthsd {__version__} (tthsd_interface, Python {sys.version.split()[0]})")
+    try:
+        dl = TTHSDownloader(args.dll_path)
+    except LibraryError as exc:
+        first = str(exc).splitlines()[0]
+        print(f"core: not available ({first})")
+        return EXIT_OK
+    print(f"core {dl.core_version or '?'} ({dl.library_path})")
+    dl.close()
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import serve_files
+
+    rng = random.Random(20240601)  # noqa: S311 - test data, not secrets
+    files = {f"/demo{i}.bin": rng.randbytes(DEMO_SIZE) for i in range(1, DEMO_FILES + 1)}
+    digests = {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}
+    with ExitStack() as stack:
+        base = stack.enter_context(serve_files(files))
+        if args.dir:
+            folder = Path(args.dir)
+        else:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tthsd-demo-")))
+        jobs = [(base + name, folder / name.lstrip("/")) for name in files]
+        if not args.quiet and not args.json:
+            print(
+                f"demo: serving {DEMO_FILES} x {DEMO_SIZE >> 20} MiB of generated data at "
+                f"{base}, saving to {folder}",
+                file=sys.stderr,
+            )
+        if args.limit_rate is None:
+            args.limit_rate = DEMO_RATE
+        plan = _plan(args, jobs, parallel=True, checksums=[f"sha256:{d}" for d in digests.values()])
+        status = _run(plan, args)
+        if status != EXIT_OK:
+            return status
+        for (_, path), expected in zip(jobs, digests.values(), strict=True):
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest != expected:
+                print(f"demo FAILED: {path.name} has sha256 {digest}", file=sys.stderr)
+                return EXIT_FAILED
+        if not args.quiet and not args.json:
+            print(f"demo OK: {DEMO_FILES} files downloaded and verified (SHA-256)", file=sys.stderr)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    # The seed's log goes to the console and to TTHSDPyInter.log; a command line keeps
+    # its terminal clean and writes the log file only when TTHSD_LOG_FILE asks for one.
+    set_console_logging(False)
+    if not os.environ.get(LOG_FILE_ENV):
+        set_log_file(None)
+    if args.version:
+        return _version(args)
+    if args.connections is None:
+        # The demo's server is Python's http.server, in this process: it serves fewer,
+        # smaller ranges faster than 64 connections of 10 MiB pieces.
+        args.connections = 16 if args.demo else 64
+    if args.chunk_size is None:
+        args.chunk_size = 1 if args.demo else 10
+    if args.connections <= 0 or args.chunk_size <= 0:
+        parser.error("-x and -k must be positive")
+    if args.retries is not None and args.retries < 0:
+        parser.error("--retries must be 0 or more")
+    try:
+        if args.demo:
+            return _demo(args)
+        return _run(_plan(args, _jobs(args)), args)
+    except _UsageError as exc:
+        parser.error(str(exc))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
