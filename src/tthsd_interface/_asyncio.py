@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -176,7 +176,7 @@ class AsyncDownload:
     def __aiter__(self) -> AsyncIterator[DownloadEvent]:
         return self.events()
 
-    async def events(self) -> AsyncIterator[DownloadEvent]:
+    async def events(self) -> AsyncGenerator[DownloadEvent, None]:
         """The run's events, until its ``end`` (or until it was stopped)."""
         while True:
             ev = await self._queue.get()
@@ -437,7 +437,7 @@ async def stream(
     timeouts: float | tuple[float, float] | None = None,
     tmp_dir: str | os.PathLike[str] | None = None,
     dll_path: str | os.PathLike[str] | None = None,
-) -> AsyncIterator[tuple[int, bytes]]:
+) -> AsyncGenerator[tuple[int, bytes], None]:
     """``async for offset, chunk in stream(url)``: the body of ``url`` in order, while the
     engine downloads it over many connections.
 
