@@ -7,8 +7,8 @@ and a test must neither see the developer's nor leak its own into other tests.
     {"tasks": [...task objects...], "proxy": <absent: leave the default (environment);
      null: set_proxy(NULL); "url": set_proxy(url)>, "threads": 4, "timeout": 30,
      "remote_url": <optional remote_callback_url, with use_callback_url true>,
-     "use_socket": <optional bool>, "quiet": <seconds without events to wait for after
-     `end`>}
+     "use_socket": <optional bool>, "retries": [max, delay_ms, max_delay_ms],
+     "quiet": <seconds without events to wait for after `end`>}
 
 Prints one JSON line: ``{"id", "last_error", "set_proxy", "events": [[event_json,
 msg_json], ...], "stats": "<get_performance_stats text>", "ended": bool}``.
@@ -44,6 +44,8 @@ def main(spec_path: str) -> int:
         if "proxy" in spec:
             value = spec["proxy"]
             report["set_proxy"] = lib.set_proxy(ident, None if value is None else value.encode())
+        if "retries" in spec:  # [max_retries, delay_ms, max_delay_ms]
+            assert lib.set_retry_config(ident, *spec["retries"]) == 0, lib.last_error()
         assert lib.start_download_id(ident) == 0, lib.last_error()
         try:
             events.wait_end(spec.get("timeout", 30))

@@ -136,6 +136,37 @@ def test_https_proxy_carries_the_download(
     _no_secret(report)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "engine bug: a certificate failure of an https:// proxy is classified `network` "
+        "(transient: retried) instead of `tls`: http::is_tls_error looks one "
+        "io::Error deep, and this rustls::Error is wrapped in two"
+    ),
+)
+def test_untrusted_https_proxy_fails_as_tls(
+    child: Child, proxies: Any, server_cert: Any, http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    from .conftest import server_context
+
+    proxy: LoopbackProxy = proxies(
+        "http", auth=AUTH, hosts=HOSTS, ssl_context=server_context(server_cert)
+    )
+    http_server.add("/nottrusted.bin", size=MiB)
+    report = child(
+        _spec(
+            _url(http_server, "/nottrusted.bin"),
+            tmp_path / "nt.bin",
+            proxy=proxy.url(scheme="https"),
+            retries=[1, 10, 10],
+        )
+    )
+    assert not _success(report)
+    assert [m["Code"] for m in _errors(report)] == ["tls"], _errors(report)
+    assert not http_server.requests()
+    _no_secret(report)
+
+
 # -- the environment -------------------------------------------------------------------
 
 
@@ -152,6 +183,20 @@ def test_environment_proxy_carries_http(
     recs = proxy.records()
     assert recs and all(r.host == ORIGIN_HOST and r.authorized for r in recs), recs
     _no_secret(report)
+
+
+def test_environment_proxy_without_a_scheme_means_http(
+    child: Child, proxies: Any, http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    proxy: LoopbackProxy = proxies("http", hosts=HOSTS)  # no credentials: curl's "host:port"
+    res = http_server.add("/bare.bin", size=MiB + 3)
+    report = child(
+        _spec(_url(http_server, "/bare.bin"), tmp_path / "bare.bin"),
+        env={"http_proxy": f"127.0.0.1:{proxy.port}"},
+    )
+    assert _success(report), _events(report)
+    assert_file(tmp_path / "bare.bin", res.body)
+    assert proxy.records() and {r.kind for r in proxy.records()} == {"forward"}
 
 
 def test_environment_socks5h_proxy_from_all_proxy(
