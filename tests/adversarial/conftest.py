@@ -38,7 +38,7 @@ ELSEWHERE: dict[str, list[str]] = {
     "stall before the status line": [
         "tests/abi/test_faults.py::test_stall_before_headers_is_cut_by_the_read_timeout",
     ],
-    "stall mid-body on a range": [
+    "stall mid-body, recovered by the read timeout": [
         "tests/abi/test_config.py::test_read_timeout_recovers_a_stalled_range",
     ],
     "503 with Retry-After in seconds": [
@@ -71,7 +71,7 @@ ELSEWHERE: dict[str, list[str]] = {
     "file changing between requests": [
         "tests/abi/test_faults.py::test_file_changing_mid_download_never_yields_a_mixed_file",
     ],
-    "500 storm: bounded retries": ["tests/abi/test_config.py::test_retries_are_bounded"],
+    "500 storm: bounded retries, then a clear err": ["tests/abi/test_config.py::test_retries_are_bounded"],
 }
 
 
