@@ -172,7 +172,7 @@ def test_unknown_length_survives_a_reset(tthsd: Harness, lib: Lib,
     run = _run(tthsd, lib, res.url, tmp_path / "u.bin")
     out = outcome(run, tmp_path / "u.bin", res.body)
     assert out.success
-    assert [r.outcome for r in http_server.requests("/u.bin")][0] == "fault-reset"
+    assert next(r.outcome for r in http_server.requests("/u.bin")) == "fault-reset"
     totals = [e.msg["Total"] for e in run.events.of("update")]
     # Unknown while it flows; the final update, once the end was seen, knows it.
     assert totals[-1] == res.size and set(totals[:-1]) <= {0}, totals

@@ -159,7 +159,7 @@ def test_a_header_value_with_a_line_break_never_becomes_a_second_header(
     for r in http_server.requests():
         assert "X-Injected" not in r.headers, r.headers.items()
         for v in (r.headers.get("X-A"), r.headers.get("X-B")):
-            assert v is None or "\n" not in v and "\r" not in v
+            assert v is None or ("\n" not in v and "\r" not in v)
 
 
 # -- never printed ------------------------------------------------------------------------
