@@ -66,9 +66,9 @@ ID_EXPORTS = (
 )
 CREATING = ("start_download", "get_downloader", "startDownload", "getDownloader")
 #: What each export may return (beyond ids > 0 for the creating ones).
-RETURNS = {name: {0, -1} for name in ID_EXPORTS + (
-    "set_speed_limit", "set_proxy", "set_retry_config", "tthsd_set_timeouts",
-    "tthsd_set_durability")}
+SETTERS = ("set_speed_limit", "set_proxy", "set_retry_config", "tthsd_set_timeouts",
+           "tthsd_set_durability")
+RETURNS = {name: {0, -1} for name in (*ID_EXPORTS, *SETTERS)}
 EVENT_TYPES = {"start", "startOne", "update", "msg", "err", "endOne", "end"}
 
 
@@ -314,7 +314,7 @@ def strategies(base: str, paths: list[str], workdir: Path) -> st.SearchStrategy[
         st.one_of(st.none(), good_headers.map(lambda h: json.dumps(h).encode())),
     ).map(lambda t: ("create", t))
     create = st.one_of(valid_create, wild_create)
-    calls = st.one_of(
+    return st.one_of(
         create, create, create, create,
         st.tuples(st.sampled_from(ID_EXPORTS), ID).map(lambda t: ("id", t)),
         st.tuples(st.sampled_from(ID_EXPORTS), ID).map(lambda t: ("id", t)),
@@ -330,7 +330,6 @@ def strategies(base: str, paths: list[str], workdir: Path) -> st.SearchStrategy[
         st.sampled_from(["tthsd_version", "tthsd_abi_version"]).map(lambda n: (n, ())),
         st.integers(0, 60).map(lambda ms: ("sleep", ms)),
     )
-    return calls
 
 
 # -- running a program ---------------------------------------------------------------------
