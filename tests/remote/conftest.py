@@ -112,7 +112,8 @@ def remote(
 
 @pytest.fixture(scope="session")
 def ca() -> Any:
-    trustme = pytest.importorskip("trustme")
+    import trustme  # a test dependency, like websockets: missing means failing
+
     return trustme.CA()
 
 

@@ -282,7 +282,7 @@ def test_no_proxy_domain_matches_the_name_and_its_subdomains(
     proxy: LoopbackProxy = proxies("http", auth=AUTH, hosts=HOSTS)
     http_server.add("/sub.bin", size=MiB)
     report = child(
-        _spec(_url(http_server, "/sub.bin"), tmp_path / "sub.bin"),
+        _spec(_url(http_server, "/sub.bin"), tmp_path / "sub.bin", retries=[0, 10, 10]),
         env={"HTTP_PROXY": proxy.url(), "NO_PROXY": no_proxy},
     )
     assert not _success(report)

@@ -420,7 +420,9 @@ def test_stop_with_a_listener_that_takes_no_data_is_prompt_and_still_ends_with_e
     took = time.monotonic() - t0
     run.events.wait_quiet(0.5)
     types = run.events.types()
-    assert types[-2:] == ["msg", "end"] and run.events.texts()[-1] == "Download stopped", types[-5:]
+    # "Download stopped", maybe the notice that the listener was given up on, then `end`
+    assert types[-1] == "end" and types.count("end") == 1, types[-5:]
+    assert "Download stopped" in run.events.texts(), run.events.texts()
     assert took <= 2.0, f"stop_download took {took:.1f} s"
 
 
