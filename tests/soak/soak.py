@@ -1,0 +1,407 @@
+"""Soak: thousands of downloads from a server that injects faults, every file checked, and
+the process's memory and open descriptors watched.
+
+    python -m tests.soak.soak --downloads 5000 --fault-rate 0.05
+    python tests/soak/soak.py --downloads 300 --fault-rate 0.1 --json out.json
+
+* The fault server runs in a child process (this script with ``--serve``), so the
+  measured process holds only the core and this driver. It serves ``--files`` files of
+  self-describing content (sizes from 0 to a few MiB, each with an ETag) and, at
+  ``--fault-rate`` per request, injects one fault drawn from
+  ``tests.adversarial.knobs.FAULT_KINDS``: close or reset mid-body, a lying
+  Content-Length, bytes past the range, 500/503/429, a stall the read timeout must cut,
+  a lying Content-Range. It counts what it injected.
+* Downloads run ``--concurrency`` downloaders at a time, each with ``--batch`` tasks
+  (sequential or side by side, alternately), fast retries and a 500 ms read timeout. A
+  task that still fails is downloaded again by a later downloader (it resumes from its
+  journal) up to ``--attempts`` times.
+* Every file that a run reports complete is checked by SHA-256 against the server's; a
+  failed task must leave nothing at its ``save_path``. Files are deleted once checked.
+* A sampler notes RSS and open descriptors every ``--sample-every`` seconds. At the end
+  (every downloader stopped) descriptors must be back to where they were after a
+  one-download warm-up, and RSS within ``--rss-slack`` MiB of what it was after the first
+  tenth of the downloads (allocator arenas and caches fill during that tenth); the RSS
+  slope over the second half is reported too.
+
+Prints a summary and exits 0 when no file was wrong, every download finished within its
+attempts, and memory and descriptors stayed flat; 1 otherwise. ``--json`` writes the
+figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.abi.lib import CALLBACK, Lib, bool_p, library_path
+from tests.support.content import Content, sha256_file
+
+MiB = 1 << 20
+
+
+# -- the fault server (child process) ------------------------------------------------------
+
+
+def _sizes(seed: int, files: int, max_size: int) -> list[int]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(files):
+        r = rng.random()
+        if i == 0:
+            out.append(0)  # an empty file is part of every soak
+        elif r < 0.3:
+            out.append(rng.randrange(1, 16 * 1024))
+        elif r < 0.8:
+            out.append(rng.randrange(16 * 1024, 512 * 1024))
+        else:
+            out.append(rng.randrange(512 * 1024, max_size + 1))
+    return out
+
+
+def serve(args: argparse.Namespace) -> int:
+    from tests.adversarial.knobs import random_faults
+    from tests.support.content import LiteralContent
+    from tests.support.server import Headers, LoopbackServer, RequestRecord, Response
+
+    sizes = _sizes(args.seed, args.files, args.max_size)
+    faults = random_faults(args.fault_rate, args.seed, stall_for=2.0)
+
+    def stats(req: RequestRecord, resp: Response) -> Response:
+        body = LiteralContent(json.dumps(dict(faults.injected)))  # type: ignore[attr-defined]
+        return Response(200, Headers([("Content-Type", "application/json")]), body, 0,
+                        body.size, keep_alive=False)
+
+    with LoopbackServer(idle_timeout=10.0) as srv:
+        for i, size in enumerate(sizes):
+            srv.add(f"/f{i}.bin", size=size, etag=f'"f{i}"', hook=faults)
+        srv.add("/__stats", body=b"{}", hook=stats)
+        print(json.dumps({"port": srv.port, "sizes": sizes}), flush=True)
+        sys.stdin.read()  # until the soak closes our stdin (or dies)
+    return 0
+
+
+# -- the measured process ---------------------------------------------------------------------
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+class Sampler(threading.Thread):
+    """RSS (KiB) and open descriptors of this process, every ``every`` seconds."""
+
+    def __init__(self, every: float) -> None:
+        super().__init__(daemon=True, name="soak-sampler")
+        self.every = every
+        self.samples: list[tuple[float, int, int, int]] = []  # (t, downloads, rss, fds)
+        self.done = 0
+        self._stop = threading.Event()
+        self.t0 = time.monotonic()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def sample(self) -> tuple[int, int]:
+        rss, fds = _rss_kib(), _fds()
+        self.samples.append((round(time.monotonic() - self.t0, 1), self.done, rss, fds))
+        return rss, fds
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@dataclass
+class Job:
+    """One downloader and its tasks; the callback records how each task ended."""
+
+    ident: int = 0
+    tasks: dict[str, tuple[int, Path]] = field(default_factory=dict)  # id -> (file, path)
+    success: dict[str, bool] = field(default_factory=dict)
+    codes: dict[str, str] = field(default_factory=dict)
+    ended: threading.Event = field(default_factory=threading.Event)
+    bad_events: list[str] = field(default_factory=list)
+    callback: Any = None
+
+    def on_event(self, event_json: bytes | None, msg_json: bytes | None) -> None:
+        try:
+            ev = event_json or b""
+            if b'"endOne"' in ev or b'"err"' in ev:
+                e, m = json.loads(ev), json.loads(msg_json or b"")
+                if e["Type"] == "endOne":
+                    self.success[e["ID"]] = bool(m["Success"])
+                elif e["Type"] == "err" and e["ID"]:
+                    self.codes[e["ID"]] = str(m.get("Code"))
+            elif b'"end"' in ev and json.loads(ev)["Type"] == "end":
+                self.ended.set()
+        except BaseException as exc:  # never unwind into the library
+            self.bad_events.append(repr(exc))
+
+
+@dataclass
+class Totals:
+    downloads_done: int = 0
+    attempts: int = 0
+    retried_tasks: int = 0
+    failed_for_good: int = 0
+    wrong_files: int = 0
+    left_after_failure: int = 0
+    bytes_checked: int = 0
+    codes: Counter[str] = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+    retries: int = 0
+    bytes_fetched: int = 0
+
+
+def soak(args: argparse.Namespace) -> dict[str, Any]:
+    lib = Lib(library_path())
+    workdir: Path = args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.soak.soak", "--serve", "--seed", str(args.seed),
+         "--fault-rate", str(args.fault_rate), "--files", str(args.files), "--max-size",
+         str(args.max_size)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert server.stdout is not None
+        hello = json.loads(server.stdout.readline())
+        base = f"http://127.0.0.1:{hello['port']}"
+        sizes: list[int] = hello["sizes"]
+        expected = [Content(size, f"/f{i}.bin").sha256() for i, size in enumerate(sizes)]
+        return _drive(lib, args, base, sizes, expected, workdir)
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _faults(base: str) -> dict[str, int]:
+    with urllib.request.urlopen(base + "/__stats", timeout=5) as r:  # noqa: S310 (loopback)
+        return json.loads(r.read())  # type: ignore[no-any-return]
+
+
+def _drive(lib: Lib, args: argparse.Namespace, base: str, sizes: list[int],
+           expected: list[str], workdir: Path) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    totals = Totals()
+    # Each entry: (file index, attempt, path of an earlier attempt or None). A failed task
+    # goes back with its path, so the next downloader resumes from its journal.
+    queue: list[tuple[int, int, Path | None]] = [
+        (rng.randrange(len(sizes)), 1, None) for _ in range(args.downloads)]
+    queue.reverse()
+    lock = threading.Lock()
+    sampler = Sampler(args.sample_every)
+    serial = iter(range(10**12))
+    warmup_at = max(1, args.downloads // 10)
+    baseline: dict[str, int] = {}
+
+    def one_downloader(worker: int) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                batch = [queue.pop() for _ in range(min(args.batch, len(queue)))]
+                n = next(serial)
+            job = Job()
+            tasks = []
+            for k, (fi, _attempt, old) in enumerate(batch):
+                tid = f"w{worker}-{n}-{k}"
+                path = old or workdir / f"w{worker}" / f"f{fi}-{n}-{k}.bin"
+                job.tasks[tid] = (fi, path)
+                tasks.append({"url": f"{base}/f{fi}.bin", "save_path": str(path), "id": tid})
+            job.callback = CALLBACK(job.on_event)
+            tj = json.dumps(tasks).encode()
+            ident = lib.get_downloader(tj, len(tasks), args.threads, 1, job.callback, False,
+                                       b"tthsd-soak", None, None, None)
+            if ident <= 0:
+                with lock:
+                    totals.problems.append(f"get_downloader refused: {lib.last_error()}")
+                return
+            job.ident = ident
+            lib.set_retry_config(ident, 8, 10, 100)
+            lib.tthsd_set_timeouts(ident, 2000, 500)
+            lib.tthsd_set_durability(ident, n % 4 == 0)  # a quarter with fsyncs
+            start = lib.start_multiple_downloads_id if n % 2 else lib.start_download_id
+            rc = start(ident)
+            if rc != 0 or not job.ended.wait(args.run_timeout):
+                with lock:
+                    totals.problems.append(f"downloader {ident}: rc {rc} or no end in "
+                                           f"{args.run_timeout}s")
+            stats = _stats(lib, ident)
+            lib.stop_download(ident)
+            job.callback = None  # no callback may come after stop_download returned
+            if _stats(lib, ident) != {}:
+                with lock:
+                    totals.problems.append(f"id {ident} still answers after stop_download")
+            account(job, batch, stats)
+
+    def account(job: Job, batch: list[tuple[int, int, Path | None]],
+                stats: dict[str, Any]) -> None:
+        with lock:
+            totals.retries += int(stats.get("retries", 0))
+            totals.bytes_fetched += int(stats.get("bytes_fetched", 0))
+            totals.problems.extend(job.bad_events)
+        for (tid, (fi, path)), (_, attempt, _old) in zip(job.tasks.items(), batch,
+                                                         strict=True):
+            ok = job.success.get(tid)
+            with lock:
+                totals.attempts += 1
+            if ok:
+                digest = sha256_file(path) if path.exists() else "missing"
+                with lock:
+                    if digest != expected[fi]:
+                        totals.wrong_files += 1
+                        totals.problems.append(f"WRONG FILE {path} (f{fi}, {sizes[fi]} B)")
+                    totals.downloads_done += 1
+                    totals.bytes_checked += sizes[fi]
+                    sampler.done = totals.downloads_done
+                    if totals.downloads_done == warmup_at and not baseline:
+                        baseline["rss"], baseline["fds"] = _rss_kib(), _fds()
+                for p in (path, Path(str(path) + ".tthsd.part"),
+                          Path(str(path) + ".tthsd.journal")):
+                    if p.exists():
+                        p.unlink()
+                continue
+            code = job.codes.get(tid, "no endOne" if ok is None else "no err")
+            with lock:
+                totals.codes[code] += 1
+                if path.exists():
+                    totals.left_after_failure += 1
+                    totals.problems.append(f"failed ({code}) yet {path} exists")
+                if attempt < args.attempts:
+                    totals.retried_tasks += 1
+                    queue.insert(0, (fi, attempt + 1, path))
+                else:
+                    totals.failed_for_good += 1
+                    totals.problems.append(f"f{fi} failed {attempt} times, last {code}")
+
+    # Warm up (the core's runtime and its descriptors) before the first measure.
+    warm = Job()
+    warm.callback = CALLBACK(warm.on_event)
+    tj = json.dumps([{"url": f"{base}/f1.bin", "save_path": str(workdir / "warm.bin")}])
+    ident = lib.start_download(tj.encode(), 1, 2, 1, warm.callback, False, None, None, None,
+                               bool_p(False), None)
+    warm.ended.wait(30)
+    lib.stop_download(ident)
+    (workdir / "warm.bin").unlink(missing_ok=True)
+    time.sleep(0.5)
+    rss0, fds0 = _rss_kib(), _fds()
+    sampler.start()
+    t0 = time.monotonic()
+    workers = [threading.Thread(target=one_downloader, args=(w,), name=f"soak-{w}")
+               for w in range(args.concurrency)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    seconds = time.monotonic() - t0
+    sampler.stop()
+    time.sleep(1.0)  # let sockets of stopped downloaders close
+    rss_end, fds_end = sampler.sample()
+    faults = _faults(base)
+    if not baseline:
+        baseline = {"rss": rss0, "fds": fds0}
+    rss_growth_mib = (rss_end - baseline["rss"]) / 1024
+    # Every downloader is stopped: exactly the descriptors the warmed-up process had.
+    flat_fds = fds_end <= fds0 + 1
+    flat_rss = rss_growth_mib <= args.rss_slack
+    half = [x for x in sampler.samples if x[1] >= args.downloads // 2]
+    slope = None
+    if len(half) >= 2 and half[-1][1] > half[0][1]:
+        slope = round((half[-1][2] - half[0][2]) / (half[-1][1] - half[0][1]) * 1000, 1)
+    result = {
+        "downloads_asked": args.downloads, "downloads_done": totals.downloads_done,
+        "attempts": totals.attempts, "tasks_retried": totals.retried_tasks,
+        "failed_for_good": totals.failed_for_good, "files_wrong": totals.wrong_files,
+        "left_after_failure": totals.left_after_failure,
+        "fault_rate": args.fault_rate, "faults_injected": sum(faults.values()),
+        "faults_by_kind": faults, "engine_retries": totals.retries,
+        "failure_codes": dict(totals.codes), "bytes_checked": totals.bytes_checked,
+        "bytes_fetched": totals.bytes_fetched, "seconds": round(seconds, 1),
+        "rss_mib": {"start": round(rss0 / 1024, 1),
+                    "after_warmup": round(baseline["rss"] / 1024, 1),
+                    "end": round(rss_end / 1024, 1),
+                    "max": round(max([s[2] for s in sampler.samples] + [rss_end]) / 1024, 1)},
+        "rss_kib_per_1000_downloads_second_half": slope,
+        "fds": {"start": fds0, "end": fds_end,
+                "max": max([s[3] for s in sampler.samples] + [fds_end])},
+        "samples": sampler.samples, "flat_rss": flat_rss, "flat_fds": flat_fds,
+        "problems": totals.problems[:50],
+    }
+    result["ok"] = (totals.wrong_files == 0 and totals.failed_for_good == 0
+                    and totals.left_after_failure == 0 and flat_rss and flat_fds
+                    and totals.downloads_done == args.downloads and not totals.problems)
+    return result
+
+
+def _stats(lib: Lib, ident: int) -> dict[str, Any]:
+    ptr = lib.get_performance_stats(ident)
+    try:
+        return json.loads(ctypes.string_at(ptr)) if ptr else {}  # type: ignore[no-any-return]
+    finally:
+        lib.free_string(ptr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--downloads", type=int, default=1000)
+    ap.add_argument("--fault-rate", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--files", type=int, default=48)
+    ap.add_argument("--max-size", type=int, default=3 * MiB)
+    ap.add_argument("--concurrency", type=int, default=4, help="downloaders at a time")
+    ap.add_argument("--batch", type=int, default=8, help="tasks per downloader")
+    ap.add_argument("--threads", type=int, default=4, help="thread_count per downloader")
+    ap.add_argument("--attempts", type=int, default=3)
+    ap.add_argument("--run-timeout", type=float, default=120.0)
+    ap.add_argument("--sample-every", type=float, default=2.0)
+    ap.add_argument("--rss-slack", type=float, default=24.0, help="MiB")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.serve:
+        return serve(args)
+    if args.workdir is None:
+        import tempfile
+
+        args.workdir = Path(tempfile.mkdtemp(prefix="tthsd-soak-"))
+    result = soak(args)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=1))
+    brief = {k: v for k, v in result.items() if k not in ("samples", "problems")}
+    print(json.dumps(brief, indent=1))
+    for p in result["problems"][:20]:
+        print("problem:", p)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
