@@ -352,7 +352,11 @@ fn store_journal(task: &TaskState, generation: u64, journal: &Journal, durable: 
         }
     }
     task.journal_on_disk.store(true, Ordering::Relaxed);
-    let _ = journal.store(&storage::journal_path(save), durable);
+    let _ = journal.store(
+        &storage::journal_path(save),
+        &storage::journal_tmp_path(save),
+        durable,
+    );
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {

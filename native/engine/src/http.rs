@@ -106,8 +106,10 @@ pub fn build_client(cfg: &ClientConfig) -> Result<Client> {
         ProxySetting::Direct => b = b.no_proxy(),
         ProxySetting::Url(u) => {
             validate_proxy(u)?;
+            // NO_PROXY applies to an explicit proxy too, as curl applies it to -x.
             let p = reqwest::Proxy::all(u.as_str())
-                .map_err(|e| Error::new(ErrorCode::Proxy, format!("proxy rejected: {e}")))?;
+                .map_err(|e| Error::new(ErrorCode::Proxy, format!("proxy rejected: {e}")))?
+                .no_proxy(reqwest::NoProxy::from_env());
             b = b.proxy(p);
         }
     }
@@ -150,6 +152,24 @@ pub async fn get(
 /// A response status that is not what we asked for, as an engine error.
 pub fn status_error(resp: &Response) -> Error {
     let status = resp.status();
+    if status.is_redirection() && resp.headers().contains_key(header::LOCATION) {
+        // The client follows every redirect it can; one it hands back points somewhere
+        // it cannot go (file:, data:, no host...). The Location itself is not quoted.
+        let scheme = header_str(resp.headers(), header::LOCATION)
+            .and_then(|l| l.split_once(':').map(|(s, _)| s.to_ascii_lowercase()))
+            .filter(|s| {
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            })
+            .unwrap_or_else(|| "an unusable".into());
+        return Error::new(
+            ErrorCode::BadRedirect,
+            format!(
+                "refused redirect (HTTP {}) to a {scheme}: location; only http and https are followed",
+                status.as_u16()
+            ),
+        );
+    }
     let mut err = Error::new(
         ErrorCode::HttpStatus,
         format!(
@@ -222,15 +242,27 @@ pub fn classify(e: &reqwest::Error) -> Error {
     Error::transient(ErrorCode::Network, detail)
 }
 
+/// True when a rustls error is anywhere inside `s`. `io::Error` hides what it wraps from
+/// `source()` (and rustls' errors arrive as an io::Error inside an io::Error), so the
+/// wrapped errors are opened one by one.
 fn is_tls_error(s: &(dyn StdError + 'static)) -> bool {
-    if s.downcast_ref::<rustls::Error>().is_some() {
-        return true;
-    }
-    if let Some(io) = s.downcast_ref::<std::io::Error>()
-        && let Some(inner) = io.get_ref()
-        && inner.downcast_ref::<rustls::Error>().is_some()
-    {
-        return true;
+    let mut current: Option<&(dyn StdError + 'static)> = Some(s);
+    let mut depth = 0;
+    while let Some(e) = current {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        depth += 1;
+        if depth > 16 {
+            return false;
+        }
+        current = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => match io.get_ref() {
+                Some(inner) => Some(inner as &(dyn StdError + 'static)),
+                None => None,
+            },
+            None => e.source(),
+        };
     }
     false
 }

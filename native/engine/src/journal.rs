@@ -120,19 +120,29 @@ impl Journal {
         Some(j)
     }
 
-    /// Reads the journal at `path`, if there is a valid one.
+    /// Reads the journal at `path`, if there is a valid one (a link is never one).
     pub fn load(path: &Path) -> Option<Journal> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        if !meta.is_file() || meta.len() > 64 * 1024 * 1024 {
+            return None;
+        }
         Journal::decode(&std::fs::read(path).ok()?)
     }
 
-    /// Writes atomically: temporary file, sync (when `sync`), rename.
-    pub fn store(&self, path: &Path, sync: bool) -> std::io::Result<()> {
-        // Same naming as storage::journal_tmp_path, which cleans up after a torn write.
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = std::path::PathBuf::from(tmp);
+    /// Writes atomically: `tmp_path`, sync (when `sync`), rename over `path`.
+    pub fn store(&self, path: &Path, tmp_path: &Path, sync: bool) -> std::io::Result<()> {
+        let tmp = tmp_path.to_owned();
         {
-            let mut f = std::fs::File::create(&tmp)?;
+            if std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_symlink()) {
+                std::fs::remove_file(&tmp)?;
+            }
+            let mut f = crate::storage::no_follow(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true),
+            )
+            .open(&tmp)?;
             f.write_all(&self.encode())?;
             if sync {
                 f.sync_data()?;

@@ -7,10 +7,13 @@
 //! and connect is bounded in time; after [`MAX_FAILURES`] failures in a row, or more than
 //! [`MAX_RECONNECTS`] reconnections, the sink gives up, and says so once as a `msg` event
 //! on the local sink. So that this notice can never follow `end`, a [`Tee`] hands `end`
-//! to the local sink through the writer, after the remote side is done with it.
+//! to the local sink through the writer, after the remote side is done with it; and so
+//! that a listener that takes no data cannot hold `end` back, the sink gives up on it if
+//! `end` has not gone through within [`END_GRACE`] (notice first, then `end`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::SinkExt;
@@ -34,8 +37,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_FAILURES: u32 = 3;
 /// Connections opened after the first, before the sink gives up on a flapping listener.
 pub const MAX_RECONNECTS: u32 = 3;
-/// How long `flush` waits for the writer.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `end` may wait for a slow listener before the listener is given up on.
+pub const END_GRACE: Duration = Duration::from_secs(1);
 
 /// Where events go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,15 +91,75 @@ pub fn wire_message(e: &Event) -> String {
 }
 
 enum Item {
-    /// An event for the listener; `forward` also hands it to the local sink afterwards.
-    Event(Event, bool),
-    Flush(std::sync::mpsc::Sender<()>),
+    Event(Event),
+    /// `end`, with its sequence number: handed to the local sink after the listener.
+    End(Event, u64),
     Close,
+}
+
+/// What the writer, the `end` timers and `flush` share.
+struct Shared {
+    local: Arc<dyn EventSink>,
+    target: String,
+    /// Every emission this sink makes to the local sink goes under this lock, so the
+    /// notice and `end` keep their order whoever sends them.
+    gate: Mutex<Gate>,
+    forwarded: Condvar,
+    abandoned: AtomicBool,
+}
+
+#[derive(Default)]
+struct Gate {
+    notice_sent: bool,
+    /// Sequence number of the last `end` handed to the local sink.
+    ends_forwarded: u64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Gate> {
+        self.gate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn notice(&self, gate: &mut Gate, why: &str) {
+        if !gate.notice_sent {
+            gate.notice_sent = true;
+            self.local.emit(Event::global(EventKind::Msg {
+                text: format!(
+                    "Remote event listener {} {why}; events are no longer sent to it",
+                    self.target
+                ),
+            }));
+        }
+    }
+
+    /// The writer is done with `end` number `seq`: hand it on, unless a timer did.
+    fn forward_end(&self, event: Event, seq: u64) {
+        let mut g = self.lock();
+        if g.ends_forwarded < seq {
+            self.local.emit(event);
+            g.ends_forwarded = seq;
+            self.forwarded.notify_all();
+        }
+    }
+
+    /// `end` number `seq` waited too long: give the listener up, say so, hand `end` on.
+    fn force_end(&self, event: Event, seq: u64) {
+        let mut g = self.lock();
+        if g.ends_forwarded < seq {
+            self.abandoned.store(true, Ordering::Relaxed);
+            self.notice(&mut g, "is not keeping up");
+            self.local.emit(event);
+            g.ends_forwarded = seq;
+            self.forwarded.notify_all();
+        }
+    }
 }
 
 pub struct RemoteSink {
     tx: mpsc::UnboundedSender<Item>,
     backlog: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    ends: AtomicU64,
 }
 
 impl RemoteSink {
@@ -105,33 +168,75 @@ impl RemoteSink {
         let rt = crate::runtime::runtime()?;
         let (tx, rx) = mpsc::unbounded_channel();
         let backlog = Arc::new(AtomicUsize::new(0));
-        rt.spawn(writer(target, rx, backlog.clone(), local));
-        Ok(RemoteSink { tx, backlog })
+        let shared = Arc::new(Shared {
+            local,
+            target: describe(&target),
+            gate: Mutex::new(Gate::default()),
+            forwarded: Condvar::new(),
+            abandoned: AtomicBool::new(false),
+        });
+        rt.spawn(writer(target, rx, backlog.clone(), shared.clone()));
+        Ok(RemoteSink {
+            tx,
+            backlog,
+            shared,
+            ends: AtomicU64::new(0),
+        })
+    }
+
+    /// Queues `end` for the listener; it reaches the local sink after the listener had
+    /// it, or after [`END_GRACE`], whichever is first.
+    fn queue_end(&self, event: Event) {
+        let seq = self.ends.fetch_add(1, Ordering::Relaxed) + 1;
+        let shared = self.shared.clone();
+        let late = event.clone();
+        if self.tx.send(Item::End(event, seq)).is_err() {
+            shared.force_end(late, seq);
+            return;
+        }
+        match crate::runtime::runtime() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    tokio::time::sleep(END_GRACE).await;
+                    shared.force_end(late, seq);
+                });
+            }
+            Err(_) => shared.force_end(late, seq),
+        }
     }
 }
 
 impl EventSink for RemoteSink {
     fn emit(&self, event: Event) {
+        if matches!(event.kind, EventKind::End) {
+            return self.queue_end(event);
+        }
         let queued = self.backlog.load(Ordering::Relaxed);
         if queued >= HARD_BACKLOG || (event.is_update() && queued >= UPDATE_BACKLOG) {
             return;
         }
-        self.queue(event, false);
-    }
-
-    fn flush(&self) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        if self.tx.send(Item::Flush(tx)).is_ok() {
-            let _ = rx.recv_timeout(FLUSH_TIMEOUT);
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(Item::Event(event)).is_err() {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
         }
     }
-}
 
-impl RemoteSink {
-    fn queue(&self, event: Event, forward: bool) {
-        self.backlog.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Item::Event(event, forward)).is_err() {
-            self.backlog.fetch_sub(1, Ordering::Relaxed);
+    /// Waits (at most a little over [`END_GRACE`]) until the last `end` was handed on.
+    fn flush(&self) {
+        let want = self.ends.load(Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + END_GRACE + Duration::from_millis(500);
+        let mut g = self.shared.lock();
+        while g.ends_forwarded < want {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            g = self
+                .shared
+                .forwarded
+                .wait_timeout(g, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
     }
 }
@@ -151,9 +256,9 @@ pub struct Tee {
 impl EventSink for Tee {
     fn emit(&self, event: Event) {
         match &self.remote {
-            // `end` reaches the local sink through the writer, never dropped, so a
-            // notice about the listener cannot come after it.
-            Some(r) if matches!(event.kind, EventKind::End) => r.queue(event, true),
+            // `end` reaches the local sink through the remote sink, so a notice about
+            // the listener cannot come after it.
+            Some(r) if matches!(event.kind, EventKind::End) => r.emit(event),
             Some(r) => {
                 r.emit(event.clone());
                 self.local.emit(event);
@@ -252,29 +357,27 @@ async fn writer(
     target: Target,
     mut rx: mpsc::UnboundedReceiver<Item>,
     backlog: Arc<AtomicUsize>,
-    local: Arc<dyn EventSink>,
+    shared: Arc<Shared>,
 ) {
     let mut conn: Option<Conn> = None;
     let mut failures = 0u32;
     let mut connects = 0u32;
     let mut gave_up = false;
     while let Some(item) = rx.recv().await {
-        let (event, forward) = match item {
-            Item::Event(e, forward) => {
+        let (event, end_seq) = match item {
+            Item::Event(e) => {
                 backlog.fetch_sub(1, Ordering::Relaxed);
-                (e, forward)
+                (e, None)
             }
-            Item::Flush(done) => {
-                let _ = done.send(());
-                continue;
-            }
+            Item::End(e, seq) => (e, Some(seq)),
             Item::Close => break,
         };
+        gave_up |= shared.abandoned.load(Ordering::Relaxed);
         if !gave_up {
             let text = wire_message(&event);
             let mut last_error = String::new();
             let mut sent = false;
-            while failures < MAX_FAILURES {
+            while failures < MAX_FAILURES && !shared.abandoned.load(Ordering::Relaxed) {
                 if conn.as_ref().is_some_and(|c| !c.alive()) {
                     conn = None;
                     last_error = "the listener closed the connection".into();
@@ -315,16 +418,14 @@ async fn writer(
                 if let Some(c) = conn.take() {
                     c.close().await;
                 }
-                let where_to = describe(&target);
-                local.emit(Event::global(EventKind::Msg {
-                    text: format!(
-                        "Remote event listener {where_to} is unreachable ({last_error}); events are no longer sent to it"
-                    ),
-                }));
+                if !shared.abandoned.load(Ordering::Relaxed) {
+                    let mut g = shared.lock();
+                    shared.notice(&mut g, &format!("is unreachable ({last_error})"));
+                }
             }
         }
-        if forward {
-            local.emit(event);
+        if let Some(seq) = end_seq {
+            shared.forward_end(event, seq);
         }
     }
     if let Some(c) = conn {

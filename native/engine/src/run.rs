@@ -64,7 +64,7 @@ pub(crate) async fn run_tasks(shared: &Arc<Shared>, mode: Mode) -> bool {
 
 fn task_info(t: &TaskState, total: usize) -> TaskInfo {
     TaskInfo {
-        url: t.spec.url.to_string(),
+        url: crate::task::display_url(&t.spec.url),
         save_path: t.spec.save_path.to_string_lossy().into_owned(),
         show_name: t.spec.show_name.clone(),
         index: t.index,

@@ -7,12 +7,35 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// Longest file name most file systems take (NAME_MAX), in bytes.
+const NAME_MAX: usize = 255;
+
 /// `save_path` + `suffix`, in the same folder (so the final rename never crosses
-/// file systems).
+/// file systems). When that name would be longer than a file system allows, the file
+/// name is shortened and a digest of the full name keeps it unique and stable, so a later
+/// run finds the same sibling again.
 fn sibling(save_path: &Path, suffix: &str) -> PathBuf {
-    let mut name: OsString = save_path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
+    let file_name = save_path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    let bytes = file_name.as_encoded_bytes();
+    if bytes.len() + suffix.len() <= NAME_MAX {
+        let mut name: OsString = save_path.as_os_str().to_owned();
+        name.push(suffix);
+        return PathBuf::from(name);
+    }
+    use sha2::{Digest, Sha256};
+    let digest = crate::checksum::encode_hex(&Sha256::digest(bytes)[..6]);
+    let keep = NAME_MAX - suffix.len() - digest.len() - 1;
+    // Cut on a character boundary where the name is UTF-8; raw bytes otherwise.
+    let lossy = file_name.to_string_lossy();
+    let mut cut = keep.min(lossy.len());
+    while cut > 0 && !lossy.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let short = format!("{}~{digest}{suffix}", &lossy[..cut]);
+    save_path.with_file_name(short)
 }
 
 pub fn part_path(save_path: &Path) -> PathBuf {
@@ -46,12 +69,19 @@ impl PartFile {
         {
             std::fs::create_dir_all(parent)?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(fresh)
-            .open(path)?;
+        // Never write through a link planted at our temporary name: remove the link, and
+        // refuse to follow one that appears in between.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            std::fs::remove_file(path)?;
+        }
+        let file = no_follow(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(fresh),
+        )
+        .open(path)?;
         Ok(PartFile {
             file,
             path: path.to_owned(),
@@ -60,7 +90,7 @@ impl PartFile {
 
     /// Opens an existing file for reading and writing; never creates one.
     pub fn open_existing(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let file = no_follow(OpenOptions::new().read(true).write(true)).open(path)?;
         Ok(PartFile {
             file,
             path: path.to_owned(),
@@ -224,6 +254,19 @@ impl PartFile {
     }
 }
 
+/// Adds O_NOFOLLOW where the platform has it.
+pub fn no_follow(opts: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NOFOLLOW)
+    }
+    #[cfg(not(unix))]
+    {
+        opts
+    }
+}
+
 /// Moves the finished part file to `save_path` atomically, then (when `durable`) makes
 /// the rename itself durable.
 pub fn publish(part: &Path, save_path: &Path, durable: bool) -> io::Result<()> {
@@ -325,6 +368,25 @@ mod tests {
         assert_eq!(std::fs::read(&save).unwrap(), b"helloworld");
         assert!(!part_path(&save).exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn long_names_get_short_stable_siblings() {
+        let name = "é".repeat(127); // 254 bytes
+        let save = Path::new("/d").join(&name);
+        for p in [
+            part_path(&save),
+            journal_path(&save),
+            journal_tmp_path(&save),
+        ] {
+            let n = p.file_name().unwrap().len();
+            assert!(n <= NAME_MAX, "{n}");
+            assert_eq!(p.parent(), Some(Path::new("/d")));
+        }
+        assert_eq!(part_path(&save), part_path(&save));
+        let other = Path::new("/d").join(format!("{}x", "é".repeat(126)));
+        assert_ne!(part_path(&save), part_path(&other));
+        assert!(part_path(&save).to_string_lossy().ends_with(".tthsd.part"));
     }
 
     #[test]

@@ -121,22 +121,34 @@ fn string_key(obj: &Map<String, Value>, snake: &str, go: &str) -> Result<Option<
     }
 }
 
-/// Parses and checks a download URL: http or https with a host.
+/// Parses and checks a download URL: http or https with a host. Refusals never quote
+/// the URL: it may carry a password or a token.
 pub fn parse_url(text: &str) -> Result<Url> {
     let url = Url::parse(text.trim())
-        .map_err(|e| Error::invalid(format!("URL {text:?} does not parse: {e}")))?;
+        .map_err(|e| Error::invalid(format!("the URL does not parse: {e}")))?;
     match url.scheme() {
         "http" | "https" => {}
         other => {
             return Err(Error::invalid(format!(
-                "URL {text:?} has scheme {other:?}; only http and https are supported"
+                "the URL has scheme {other:?}; only http and https are supported"
             )));
         }
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(Error::invalid(format!("URL {text:?} has no host")));
+        return Err(Error::invalid("the URL has no host"));
     }
     Ok(url)
+}
+
+/// The URL as events show it: without its password (the user name and the query stay,
+/// so a program can still tell its tasks apart).
+pub fn display_url(url: &Url) -> String {
+    if url.password().is_none() {
+        return url.to_string();
+    }
+    let mut u = url.clone();
+    let _ = u.set_password(None);
+    u.to_string()
 }
 
 /// Parses a headers object (`{"Name": "value"}`), checking names and values are legal.
@@ -291,6 +303,7 @@ mod tests {
         for (json, n, needle) in cases {
             let err = parse_tasks(json, *n).expect_err(json);
             assert!(err.message.contains(needle), "{json}: {}", err.message);
+            assert!(!err.message.contains("secret") && !err.message.contains("tok"));
         }
     }
 
