@@ -59,12 +59,13 @@ class _EventQueue:
         self._loop = loop
         self._items: deque[_Slot] = deque()
         self._pending_update: dict[str, _Slot] = {}
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: set[asyncio.Future[None]] = set()
         self.closed = False
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def put(self, ev: DownloadEvent) -> None:
         if self.closed:
@@ -89,11 +90,12 @@ class _EventQueue:
         while not self._items:
             if self.closed:
                 return None
-            self._waiter = self._loop.create_future()
+            waiter = self._loop.create_future()
+            self._waiters.add(waiter)
             try:
-                await self._waiter
+                await waiter
             finally:
-                self._waiter = None
+                self._waiters.discard(waiter)
         slot = self._items.popleft()
         if self._pending_update.get(slot.event.id) is slot:
             del self._pending_update[slot.event.id]

@@ -256,3 +256,27 @@ def test_event_queue_keeps_one_unread_update_per_file() -> None:
         ("start", "", 0), ("update", "a", 3), ("update", "b", 5), ("msg", "a", 0),
         ("endOne", "a", 0),
     ]  # fmt: skip
+
+
+def test_two_readers_share_the_events_and_both_see_the_end() -> None:
+    async def main() -> tuple[list[str], list[str]]:
+        q = _EventQueue(asyncio.get_running_loop())
+
+        async def read() -> list[str]:
+            got: list[str] = []
+            while (item := await q.get()) is not None:
+                got.append(item.id)
+                await asyncio.sleep(0)
+            return got
+
+        readers = [asyncio.create_task(read()) for _ in range(2)]
+        await asyncio.sleep(0)  # both wait on an empty queue
+        for i in range(6):
+            q.put(DownloadEvent.from_raw({"Type": "msg", "ID": str(i)}, {}))
+            await asyncio.sleep(0)
+        q.close()
+        first, second = await asyncio.gather(*readers)
+        return first, second
+
+    first, second = asyncio.run(asyncio.wait_for(main(), 5))
+    assert sorted(first + second, key=int) == [str(i) for i in range(6)]
