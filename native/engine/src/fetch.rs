@@ -154,6 +154,21 @@ fn is_restart(e: &Error) -> bool {
 /// Downloads one task's file to its `save_path`.
 pub(crate) async fn download_file(shared: &Arc<Shared>, task: &Arc<TaskState>) -> Result<()> {
     let cfg = shared.config();
+    let name_len = task
+        .spec
+        .save_path
+        .file_name()
+        .map(|n| n.as_encoded_bytes().len())
+        .unwrap_or(0);
+    if name_len > storage::NAME_MAX {
+        return Err(Error::new(
+            ErrorCode::Io,
+            format!(
+                "the file name is too long ({name_len} bytes; file systems allow {})",
+                storage::NAME_MAX
+            ),
+        ));
+    }
     if already_complete(task).await? {
         return Ok(());
     }

@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Longest file name most file systems take (NAME_MAX), in bytes.
-const NAME_MAX: usize = 255;
+pub const NAME_MAX: usize = 255;
 
 /// `save_path` + `suffix`, in the same folder (so the final rename never crosses
 /// file systems). When that name would be longer than a file system allows, the file
