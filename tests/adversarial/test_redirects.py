@@ -77,24 +77,13 @@ def test_a_redirect_to_itself_and_a_loop_across_two_servers(
     assert len(http_server.requests("/ping")) + len(other.requests("/pong")) == 11
 
 
-#: reqwest follows only a Location it can turn into an http::Uri; any other (file:, data:,
-#: no authority, unparsable) comes back unfollowed, and the engine reports that 3xx as an
-#: `http_status` error instead of refusing the redirect. Safe (nothing is opened), but
-#: the Code is wrong. Reproduction and fix: tests/adversarial/README.md, "engine bugs".
-UNFOLLOWED_3XX = pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a redirect reqwest cannot follow (file:, data:, no authority) "
-    "is reported as http_status 302, not bad_redirect",
-)
-
-
 @pytest.mark.scenario("redirects to file:, ftp: and other schemes refused")
 @pytest.mark.parametrize("location", [
     "ftp://127.0.0.1/x.bin", "gopher://127.0.0.1:9/x", "javascript:alert(1)",
     "ws://127.0.0.1:9/x",
-    pytest.param("file:///etc/passwd", marks=UNFOLLOWED_3XX),
-    pytest.param("data:text/plain,hello", marks=UNFOLLOWED_3XX),
-    pytest.param("unix:/var/run/docker.sock", marks=UNFOLLOWED_3XX),
+    # Regression: reqwest hands back, unfollowed, a redirect it cannot turn into a
+    # request (no authority); the engine called that an http_status error.
+    "file:///etc/passwd", "data:text/plain,hello", "unix:/var/run/docker.sock",
 ])
 def test_redirect_to_another_scheme_is_refused(tthsd: Harness, lib: Lib,
                                                http_server: LoopbackServer, tmp_path: Path,
@@ -123,10 +112,7 @@ def test_a_redirect_to_file_never_opens_the_file(tthsd: Harness, lib: Lib,
     assert not save.parent.exists() or not any(save.parent.iterdir())
 
 
-@pytest.mark.parametrize("location", [
-    pytest.param("http://", marks=UNFOLLOWED_3XX),
-    pytest.param("http://[::1", marks=UNFOLLOWED_3XX),
-])
+@pytest.mark.parametrize("location", ["http://", "http://[::1"])
 def test_redirect_without_a_usable_target_is_bad_redirect(
         tthsd: Harness, lib: Lib, http_server: LoopbackServer, tmp_path: Path,
         location: str) -> None:
@@ -150,7 +136,6 @@ def test_an_empty_location_is_the_same_url_hence_a_loop(
 
 
 @pytest.mark.scenario("redirects to file:, ftp: and other schemes refused")
-@UNFOLLOWED_3XX
 def test_a_worker_range_redirected_to_file_is_refused_and_never_written(
         tthsd: Harness, lib: Lib, http_server: LoopbackServer, tmp_path: Path) -> None:
     res = http_server.add("/r.bin", size=4 * MiB,

@@ -20,16 +20,6 @@ from .knobs import SelfSignedCert
 
 Child = Callable[..., dict[str, Any]]
 
-#: rustls reports a bad certificate as an io::Error wrapped in another io::Error; the
-#: engine's classifier looks one level deep only, so it says `network`. See
-#: tests/adversarial/README.md, "engine bugs".
-TLS_CODE_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a refused certificate on a direct connection is Code network, not "
-    "tls (classify() misses the rustls error nested in two io::Errors)",
-)
-
-
 def _outcome(report: dict[str, Any]) -> tuple[bool, list[dict[str, Any]]]:
     evs = [(json.loads(e), json.loads(m)) for e, m in report["events"]]
     ends = [m for e, m in evs if e["Type"] == "endOne"]
@@ -75,10 +65,11 @@ def test_a_self_signed_certificate_is_refused_and_nothing_is_written(
 
 
 @pytest.mark.scenario("bad TLS certificate refused by default")
-@TLS_CODE_BUG
 def test_a_self_signed_certificate_is_refused_with_code_tls(
         child: Child, http_server_factory: Any, self_signed: SelfSignedCert,
         tmp_path: Path) -> None:
+    # Regression: rustls' error came inside an io::Error inside an io::Error, which the
+    # classifier did not open, so a bad certificate was `network` (and retried).
     srv = _https(http_server_factory, self_signed, tmp_path / "cert")
     srv.add("/s.bin", size=MiB)
     save = tmp_path / "s.bin"
@@ -102,7 +93,6 @@ def test_the_same_certificate_trusted_through_ssl_cert_file_is_accepted(
 
 
 @pytest.mark.scenario("bad TLS certificate refused by default")
-@TLS_CODE_BUG
 def test_a_trusted_certificate_for_another_name_is_refused(
         child: Child, http_server_factory: Any, tmp_path: Path) -> None:
     wrong = SelfSignedCert("other.invalid")
@@ -115,7 +105,6 @@ def test_a_trusted_certificate_for_another_name_is_refused(
 
 
 @pytest.mark.scenario("bad TLS certificate refused by default")
-@TLS_CODE_BUG
 def test_a_trusted_but_expired_certificate_is_refused(
         child: Child, http_server_factory: Any, tmp_path: Path) -> None:
     old = SelfSignedCert("127.0.0.1", expired=True)
@@ -136,8 +125,6 @@ def test_plain_http_on_an_https_url_is_a_clear_err(child: Child, http_server: Lo
 
 
 @pytest.mark.scenario("bad TLS certificate refused by default")
-@pytest.mark.xfail(strict=True, reason="engine bug: a refused certificate is classified as a "
-                   "transient network error and retried with backoff (~12 s by default)")
 def test_a_refused_certificate_is_not_retried(child: Child, http_server_factory: Any,
                                               self_signed: SelfSignedCert,
                                               tmp_path: Path) -> None:
