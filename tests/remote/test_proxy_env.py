@@ -136,17 +136,11 @@ def test_https_proxy_carries_the_download(
     _no_secret(report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine bug: a certificate failure of an https:// proxy is classified `network` "
-        "(transient: retried) instead of `tls`: http::is_tls_error looks one "
-        "io::Error deep, and this rustls::Error is wrapped in two"
-    ),
-)
 def test_untrusted_https_proxy_fails_as_tls(
     child: Child, proxies: Any, server_cert: Any, http_server: LoopbackServer, tmp_path: Path
 ) -> None:
+    # Regression: classified `network` (and retried): is_tls_error looked one io::Error
+    # deep, and an https:// proxy's rustls::Error comes wrapped in two.
     from .conftest import server_context
 
     proxy: LoopbackProxy = proxies(
@@ -345,17 +339,10 @@ def test_set_proxy_overrides_the_environment(
     assert not env_proxy.records()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine gap: NO_PROXY is not applied to a proxy given with set_proxy (reqwest's "
-        "Proxy::all without .no_proxy(NoProxy::from_env())); curl applies NO_PROXY to -x "
-        "proxies too"
-    ),
-)
 def test_no_proxy_applies_to_a_set_proxy_proxy_too(
     child: Child, proxies: Any, http_server: LoopbackServer, tmp_path: Path
 ) -> None:
+    # Regression: a set_proxy proxy ignored NO_PROXY; curl applies it to -x proxies.
     proxy: LoopbackProxy = proxies("http", auth=AUTH, hosts=HOSTS)
     res = http_server.add("/np.bin", size=MiB)
     report = child(
