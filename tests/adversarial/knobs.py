@@ -14,6 +14,8 @@
 * :func:`http_date`: an IMF-fixdate ``seconds`` from now.
 * :class:`SelfSignedCert`: a certificate signed by its own key, for a TLS server nobody
   trusts unless told to.
+* :class:`DualPort`: one port speaking TLS and plain HTTP, for an https -> http redirect
+  to the same host and port.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from collections import Counter
 from collections.abc import Callable, Container
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 from tests.support.content import LiteralContent
 from tests.support.server import Headers, Hook, RequestRecord, Response
 
 __all__ = [
     "FAULT_KINDS",
+    "DualPort",
     "SelfSignedCert",
     "chunked_overlong",
     "fail_first",
@@ -274,3 +278,80 @@ class SelfSignedCert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(cert), str(key))
         return ctx
+
+
+class DualPort:
+    """One port that speaks TLS and plain HTTP: a connection whose first byte is a TLS
+    handshake (0x16) is served over TLS, any other as plain text. Every request gets a
+    302 to ``location`` (TLS side) or a short 200 (plain side); ``plain`` records the
+    header blocks that arrived in clear text. For the https -> http downgrade on the same
+    host and port (an origin change only by scheme)."""
+
+    def __init__(self, context: Any, location: Callable[[int], str]) -> None:
+        import socket
+
+        self.context = context
+        self.location = location
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.plain: list[str] = []
+        self.tls: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> DualPort:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import contextlib
+        import socket
+
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
+        self.sock.close()
+        self._thread.join(5)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: Any) -> None:
+        import socket
+
+        try:
+            conn.settimeout(5)
+            first = conn.recv(1, socket.MSG_PEEK)
+            if first == b"\x16":
+                conn = self.context.wrap_socket(conn, server_side=True)
+                head = _read_head(conn)
+                self.tls.append(head)
+                loc = self.location(self.port)
+                conn.sendall(f"HTTP/1.1 302 Found\r\nLocation: {loc}\r\nContent-Length: 0"
+                             f"\r\nConnection: close\r\n\r\n".encode())
+            else:
+                head = _read_head(conn)
+                self.plain.append(head)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close"
+                             b"\r\n\r\nplain")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+def _read_head(conn: Any) -> str:
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 65536:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("latin-1")

@@ -136,3 +136,30 @@ def test_a_refused_certificate_is_not_retried(child: Child, http_server_factory:
     report = child(spec)
     _refused(report, save)
     assert report["seconds"] < 0.3, f"refused only after {report['seconds']:.1f}s of retries"
+
+
+@pytest.mark.scenario("cross-origin redirect drops credentials")
+@pytest.mark.parametrize("same_port", [True, False])
+def test_an_https_to_http_downgrade_never_carries_credentials_in_clear(
+        child: Child, http_server: LoopbackServer, self_signed: SelfSignedCert,
+        tmp_path: Path, same_port: bool) -> None:
+    from .knobs import DualPort
+
+    http_server.add("/plain.bin", body=b"plain")
+
+    def location(port: int) -> str:
+        return (f"http://127.0.0.1:{port}/plain.bin" if same_port
+                else http_server.url("/plain.bin"))
+    cert, _ = self_signed.write(tmp_path / "trust")
+    with DualPort(self_signed.server_context(tmp_path / "cert"), location) as dual:
+        t = task(f"https://127.0.0.1:{dual.port}/secure.bin", tmp_path / "d.bin", id="t",
+                 headers={"Authorization": "Bearer d0wngrade-5ecret", "Cookie": "c=d0wn"})
+        report = child({"tasks": [t], "threads": 2, "retry": [1, 20, 40]},
+                       env={"SSL_CERT_FILE": str(cert)})
+        heads = dual.plain + [
+            "\n".join(f"{k}: {v}" for k, v in r.headers.items()) for r in http_server.requests()]
+        assert dual.tls and "d0wngrade-5ecret" in dual.tls[0], "the https origin gets them"
+    assert report["ended"], report
+    assert heads, "the redirect was not followed"
+    for head in heads:
+        assert "d0wngrade-5ecret" not in head and "c=d0wn" not in head, head
