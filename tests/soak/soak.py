@@ -12,9 +12,10 @@ the process's memory and open descriptors watched.
   Content-Length, bytes past the range, 500/503/429, a stall the read timeout must cut,
   a lying Content-Range. It counts what it injected.
 * Downloads run ``--concurrency`` downloaders at a time, each with ``--batch`` tasks
-  (sequential or side by side, alternately), fast retries and a 500 ms read timeout. A
-  task that still fails is downloaded again by a later downloader (it resumes from its
-  journal) up to ``--attempts`` times.
+  (sequential or side by side, alternately), ``--max-retries`` fast retries and a 500 ms
+  read timeout. A task that still fails must leave nothing at its ``save_path``; it is
+  downloaded again by a later downloader (resuming from its journal) up to
+  ``--attempts`` times.
 * Every file that a run reports complete is checked by SHA-256 against the server's; a
   failed task must leave nothing at its ``save_path``. Files are deleted once checked.
 * A sampler notes RSS and open descriptors every ``--sample-every`` seconds. At the end
@@ -245,7 +246,7 @@ def _drive(lib: Lib, args: argparse.Namespace, base: str, sizes: list[int],
                     totals.problems.append(f"get_downloader refused: {lib.last_error()}")
                 return
             job.ident = ident
-            lib.set_retry_config(ident, 8, 10, 100)
+            lib.set_retry_config(ident, args.max_retries, 10, 100)
             lib.tthsd_set_timeouts(ident, 2000, 500)
             lib.tthsd_set_durability(ident, n % 4 == 0)  # a quarter with fsyncs
             start = lib.start_multiple_downloads_id if n % 2 else lib.start_download_id
@@ -379,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=4, help="downloaders at a time")
     ap.add_argument("--batch", type=int, default=8, help="tasks per downloader")
     ap.add_argument("--threads", type=int, default=4, help="thread_count per downloader")
-    ap.add_argument("--attempts", type=int, default=3)
+    ap.add_argument("--attempts", type=int, default=3,
+                    help="downloaders a file may take (a failed task is downloaded again)")
+    ap.add_argument("--max-retries", type=int, default=8, help="set_retry_config's")
     ap.add_argument("--run-timeout", type=float, default=120.0)
     ap.add_argument("--sample-every", type=float, default=2.0)
     ap.add_argument("--rss-slack", type=float, default=24.0, help="MiB")

@@ -1,5 +1,7 @@
 """The short soak of the test run: ``tests/soak/soak.py`` in its own process (its RSS and
-descriptors are the ones measured), 2000 downloads with a fault in one request of ten.
+descriptors are the ones measured), 2000 downloads with a fault in one request of five and
+a single retry, so that some tasks fail (nothing may be left at their ``save_path``)
+and are downloaded again by a later downloader.
 The long run and its last figures: tests/soak/README.md. ``TTHSD_SOAK_DOWNLOADS`` and
 ``TTHSD_SOAK_FAULT_RATE`` scale it."""
 
@@ -17,7 +19,7 @@ import pytest
 from tests.abi.lib import REPO
 
 DOWNLOADS = int(os.environ.get("TTHSD_SOAK_DOWNLOADS", "2000"))
-FAULT_RATE = float(os.environ.get("TTHSD_SOAK_FAULT_RATE", "0.1"))
+FAULT_RATE = float(os.environ.get("TTHSD_SOAK_FAULT_RATE", "0.2"))
 
 
 @pytest.mark.scenario("soak: thousands of downloads with faults, files exact, RSS and fds flat")
@@ -27,6 +29,8 @@ def test_short_soak(lib_path: Path, tmp_path: Path, figures: Callable[[str], Non
     proc = subprocess.run(
         [sys.executable, "-m", "tests.soak.soak", "--downloads", str(DOWNLOADS),
          "--fault-rate", str(FAULT_RATE), "--seed", "7", "--sample-every", "1",
+         # Few retries, so that some tasks fail and are downloaded again (resumed).
+         "--max-retries", "1", "--attempts", "5",
          "--workdir", str(tmp_path / "work"), "--json", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.exists(), f"the soak died ({proc.returncode}):\n{proc.stderr[-4000:]}"
