@@ -97,7 +97,8 @@ def test_a_whole_file_past_4_gib(tthsd: Harness, lib: Lib, http_server: Loopback
         for _ in range(64):
             pos = rng.randrange(0, total // RECORD) * RECORD
             _matches(save, res.body, pos, min(pos + RECORD, total))
-        assert http_server.bytes_sent("/whole.bin") <= total + 64 * MiB
+        # Tail steals cut connections with bytes in flight: some waste, not a second copy.
+        assert http_server.bytes_sent("/whole.bin") <= total * 1.05
     finally:
         for p in (save, journal.part_path(save)):
             if p.exists():
