@@ -449,13 +449,8 @@ def test_invalid_remote_url_gives_minus_one_with_a_reason(
     assert not http_server.requests(), "a refused downloader still made requests"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine gap: a refused remote_callback_url is quoted whole in tthsd_last_error "
-        "(and so in the Python log), user info and query included"
-    ),
-)
+# Regression: a refused remote_callback_url used to be quoted whole in tthsd_last_error
+# (and so in the Python log), user info and query included.
 @pytest.mark.parametrize(
     ("url", "use_socket"),
     [

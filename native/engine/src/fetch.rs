@@ -267,7 +267,15 @@ fn load_journal(task: &TaskState) {
         return;
     }
     task.journal_on_disk.store(true, Ordering::Relaxed);
-    let part_len = std::fs::metadata(storage::part_path(save)).map(|m| m.len());
+    // Only a regular file counts: a link planted at the part file's name vouches for
+    // nothing (and is replaced when the download opens its part file).
+    let part_len = std::fs::symlink_metadata(storage::part_path(save)).and_then(|m| {
+        if m.is_file() {
+            Ok(m.len())
+        } else {
+            Err(std::io::Error::other("not a regular file"))
+        }
+    });
     // Bytes from another process are only trusted when the server can confirm, with
     // If-Range, that they belong to the file it serves now: a strong ETag or a date.
     let usable = Journal::load(&jpath).filter(|j| {
@@ -696,6 +704,14 @@ async fn ranged(
             ranged: false,
             generation: next_generation(),
         });
+        // Bytes count as on disk only while the part file is the regular file of the
+        // download's size they were written to.
+        let intact = std::fs::symlink_metadata(storage::part_path(&task.spec.save_path))
+            .is_ok_and(|m| m.is_file() && m.len() == total);
+        if !intact {
+            state.done.clear();
+            task.downloaded.store(0, Ordering::Relaxed);
+        }
         let fresh = state.done.covered() == 0;
         state.total = Some(total);
         state.validators = validators.clone();

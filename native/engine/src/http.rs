@@ -170,6 +170,12 @@ pub fn status_error(resp: &Response) -> Error {
             ),
         );
     }
+    if status == reqwest::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        return Error::new(
+            ErrorCode::Proxy,
+            "the proxy refused the request (HTTP 407 Proxy Authentication Required): check the credentials in the proxy URL",
+        );
+    }
     let mut err = Error::new(
         ErrorCode::HttpStatus,
         format!(

@@ -53,6 +53,7 @@ pub enum Target {
 /// WebSocket URL (`http://` → `ws://`, `https://` → `wss://`).
 pub fn parse_target(url: &str, use_socket: bool) -> Result<Target> {
     let url = url.trim();
+    let shown = quotable(url);
     if use_socket {
         let rest = url
             .split_once("://")
@@ -64,7 +65,7 @@ pub fn parse_target(url: &str, use_socket: bool) -> Result<Target> {
             .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
         if !ok {
             return Err(Error::invalid(format!(
-                "remote_callback_url {url:?} is not host:port (use_socket is true)"
+                "remote_callback_url {shown:?} is not host:port (use_socket is true)"
             )));
         }
         return Ok(Target::Tcp(rest.to_owned()));
@@ -77,12 +78,33 @@ pub fn parse_target(url: &str, use_socket: bool) -> Result<Target> {
         url.to_owned()
     } else {
         return Err(Error::invalid(format!(
-            "remote_callback_url {url:?} must be an http(s):// or ws(s):// URL"
+            "remote_callback_url {shown:?} must be an http(s):// or ws(s):// URL"
         )));
     };
     url::Url::parse(&ws)
-        .map_err(|e| Error::invalid(format!("remote_callback_url {url:?}: {e}")))?;
+        .map_err(|e| Error::invalid(format!("remote_callback_url {shown:?}: {e}")))?;
     Ok(Target::WebSocket(ws))
+}
+
+/// A refused URL as an error may quote it: without user info, query or fragment (it
+/// may not parse, so this works on the text).
+fn quotable(url: &str) -> String {
+    let bare = url.split(['?', '#']).next().unwrap_or_default();
+    let (scheme, rest) = match bare.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, bare),
+    };
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, None), |(a, p)| (a, Some(p)));
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let mut out = scheme.map_or_else(String::new, |s| format!("{s}://"));
+    out.push_str(host);
+    if let Some(p) = path {
+        out.push('/');
+        out.push_str(p);
+    }
+    out
 }
 
 /// The wire form of one event.
@@ -458,6 +480,21 @@ mod tests {
         assert!(parse_target("h", true).is_err());
         assert!(parse_target("h:x", true).is_err());
         assert!(parse_target("ftp://h", false).is_err());
+    }
+
+    #[test]
+    fn refused_urls_are_quoted_without_secrets() {
+        for (url, socket) in [
+            ("ftp://u:pw@h:21/x?t=tok", false),
+            ("ws://u:pw@[::1/ev?t=tok", false),
+            ("u:pw@host", true),
+            ("http://h:1/ev?t=tok", true),
+        ] {
+            let e = parse_target(url, socket).unwrap_err().message;
+            assert!(!e.contains("pw") && !e.contains("tok"), "{e}");
+        }
+        assert_eq!(quotable("ftp://u:pw@h:21/x?t=1"), "ftp://h:21/x");
+        assert_eq!(quotable("u:pw@host"), "host");
     }
 
     #[test]
