@@ -183,21 +183,16 @@ def test_only_save_path_and_its_siblings_ever_appear(tthsd: Harness, lib: Lib,
     assert sorted(os.listdir(folder)) == ["w.bin"]
 
 
-#: Still open: a journal beside a link planted at the part file's name is trusted (the
-#: length check follows the link), then the link is replaced by an empty file while the
-#: journal's ranges still count as done: the published file has holes.
-PLANTED_JOURNAL_BUG = pytest.mark.xfail(
-    strict=True, reason="engine bug: load_journal checks the part file's length through a "
-    "planted symbolic link, trusts the journal, and PartFile::open then replaces the link "
-    "by an empty file: the vouched-for ranges are published as zeros")
-
-
 @pytest.mark.scenario("nothing written outside save_path and its temporary siblings")
 @pytest.mark.parametrize("planted", [
     # Regression: the part file was opened through a planted link (its target got the
     # download, and the link itself was published at save_path).
     "part, no journal",
-    pytest.param("part and journal", marks=PLANTED_JOURNAL_BUG), "save_path",
+    # Regression: a journal beside the link was trusted (its length check followed the
+    # link), the link was replaced by an empty file, and the vouched-for ranges were
+    # published as zeros.
+    "part and journal",
+    "save_path",
     "journal", "journal.tmp",
 ])
 def test_a_planted_symlink_never_redirects_writes(tthsd: Harness, lib: Lib,
