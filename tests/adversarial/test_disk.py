@@ -149,3 +149,23 @@ def test_a_destination_that_root_cannot_write_either(tthsd: Harness, lib: Lib,
         assert not out.success and out.code == "io", out.err
     finally:
         os.system(f"chattr -i {folder}")
+
+
+@pytest.mark.scenario("disk fills mid-download: disk_full, nothing at save_path")
+@pytest.mark.parametrize("framing,ranges", [("chunked", False), ("close", False),
+                                            ("length", True)])
+def test_an_endless_body_fills_the_disk_not_the_memory(
+        tthsd: Harness, lib: Lib, http_server: LoopbackServer, tmpfs: Mount,
+        framing: str, ranges: bool) -> None:
+    # 1 TiB of content generated on demand: only the disk can stop it.
+    from tests.support.content import Content
+
+    disk = tmpfs("8m")
+    res = http_server.add("/endless.bin", body=Content(1 << 40, "endless"), framing=framing,
+                          ranges=ranges)
+    save = disk / "endless.bin"
+    run = _run(tthsd, lib, [task(res.url, save, id="t", show_name="t")])
+    errs = [e.msg for e in run.events.of("err")]
+    assert [m["Code"] for m in errs] == ["disk_full"], errs
+    assert not save.exists()
+    assert run.seconds < 10.0, f"took {run.seconds:.1f}s"  # type: ignore[attr-defined]
