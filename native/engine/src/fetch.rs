@@ -280,7 +280,9 @@ fn load_journal(task: &TaskState) {
     // If-Range, that they belong to the file it serves now: a strong ETag or a date.
     let usable = Journal::load(&jpath).filter(|j| {
         j.url == task.spec.url.as_str()
-            && part_len.as_ref().ok() == Some(&j.total)
+            && part_len
+                .as_ref()
+                .is_ok_and(|len| part_vouches(*len, j.total, &j.done()))
             && j.validators.if_range().is_some()
     });
     let Some(j) = usable else {
@@ -300,6 +302,14 @@ fn load_journal(task: &TaskState) {
         ranged: true,
         generation: next_generation(),
     });
+}
+
+/// Whether a part file of length `len` can hold the ranges `done` of a `total`-byte
+/// download: sized to the download (the usual case), or, for a file whose one request
+/// covered it whole and which grows by appending, long enough for every done range.
+fn part_vouches(len: u64, total: u64, done: &RangeSet) -> bool {
+    let written_to = done.ranges().last().map(|r| r.1).unwrap_or(0);
+    len == total || (len <= total && len >= written_to)
 }
 
 /// Forgets all progress of a file (the server's copy changed, or ranges broke).
@@ -707,7 +717,7 @@ async fn ranged(
         // Bytes count as on disk only while the part file is the regular file of the
         // download's size they were written to.
         let intact = std::fs::symlink_metadata(storage::part_path(&task.spec.save_path))
-            .is_ok_and(|m| m.is_file() && m.len() == total);
+            .is_ok_and(|m| m.is_file() && part_vouches(m.len(), total, &state.done));
         if !intact {
             state.done.clear();
             task.downloaded.store(0, Ordering::Relaxed);
