@@ -214,3 +214,35 @@ def test_a_hostile_response_head_is_exact_or_a_clear_err(tthsd: Harness, lib: Li
     out = outcome(run, tmp_path / "h.bin", [res.body, LiteralContent(b"abcde")])
     assert run.seconds < 10, f"{name}: took {run.seconds:.1f}s"  # type: ignore[attr-defined]
     print(name, "->", "success" if out.success else out.err.msg)
+
+
+@pytest.mark.scenario("file changing between requests")
+@pytest.mark.parametrize("validators", [True, False])
+def test_a_file_that_changes_on_every_request_ends_in_bounded_time(
+        tthsd: Harness, lib: Lib, http_server: LoopbackServer, tmp_path: Path,
+        validators: bool) -> None:
+    # Every response is another version (another salt, and ETag): a client that chases
+    # it must give up (file_changed) or publish one version whole, never a blend.
+    versions: list[Content] = []
+
+    def new_version(req: RequestRecord, resp: Response):  # type: ignore[no-untyped-def]
+        from tests.support.server import plan_response
+
+        body = Content(4 * MiB, f"v{req.nth}")
+        versions.append(body)
+        import dataclasses
+
+        res = dataclasses.replace(req.resource, body=body, hook=None,
+                                  etag=f'"v{req.nth}"' if validators else None,
+                                  last_modified=None)
+        return plan_response(req, res)
+    res = http_server.add("/c.bin", size=4 * MiB, hook=new_version)
+    # Without a validator no client can see the change between two ranges (the blend is
+    # a well-formed file): only a checksum can, so the task carries one (of version 1).
+    checksum = None if validators else f"sha256:{Content(4 * MiB, 'v1').sha256()}"
+    run = _run(tthsd, lib, res.url, tmp_path / "c.bin", timeout=30, checksum=checksum)
+    out = outcome(run, tmp_path / "c.bin", versions or [res.body])
+    assert run.seconds < 15, f"took {run.seconds:.1f}s"  # type: ignore[attr-defined]
+    if not out.success:
+        assert out.code in ("file_changed", "size_mismatch", "range_unsupported",
+                            "checksum_mismatch"), out.err
