@@ -224,14 +224,12 @@ def test_a_planted_symlink_never_redirects_writes(tthsd: Harness, lib: Lib,
 
 # -- two downloads, one save_path ------------------------------------------------------------
 
-SHARED_PART_BUG = pytest.mark.xfail(
-    strict=True, reason="engine bug: two downloaders given one save_path at once share its "
-    "temporary files (no lock): the one that finishes first publishes a file that is not "
-    "the one it downloaded, and reports success")
+# Regression: two downloaders given one save_path at once used to share its temporary
+# files (no claim): the one that finished first published a file that was not the one it
+# downloaded, and reported success. Now the second one fails at once with Code io.
 
 
 @pytest.mark.scenario("nothing written outside save_path and its temporary siblings")
-@SHARED_PART_BUG
 def test_two_downloaders_with_one_save_path_never_publish_a_wrong_file(
         tthsd: Harness, lib: Lib, http_server: LoopbackServer, tmp_path: Path) -> None:
     # Two files sent to one path by two downloaders of one process (or two processes),

@@ -169,6 +169,14 @@ pub(crate) async fn download_file(shared: &Arc<Shared>, task: &Arc<TaskState>) -
             ),
         ));
     }
+    // One download per save_path at a time in this process: two would share the part
+    // file and journal and could publish bytes neither downloaded whole.
+    let _claim = storage::PathClaim::acquire(&task.spec.save_path).ok_or_else(|| {
+        Error::new(
+            ErrorCode::Io,
+            "another download in this process is writing this save_path; not starting a second one",
+        )
+    })?;
     if already_complete(task).await? {
         return Ok(());
     }
@@ -280,9 +288,7 @@ fn load_journal(task: &TaskState) {
     // If-Range, that they belong to the file it serves now: a strong ETag or a date.
     let usable = Journal::load(&jpath).filter(|j| {
         j.url == task.spec.url.as_str()
-            && part_len
-                .as_ref()
-                .is_ok_and(|len| part_vouches(*len, j.total, &j.done()))
+            && part_len.as_ref().ok() == Some(&j.total)
             && j.validators.if_range().is_some()
     });
     let Some(j) = usable else {
@@ -302,14 +308,6 @@ fn load_journal(task: &TaskState) {
         ranged: true,
         generation: next_generation(),
     });
-}
-
-/// Whether a part file of length `len` can hold the ranges `done` of a `total`-byte
-/// download: sized to the download (the usual case), or, for a file whose one request
-/// covered it whole and which grows by appending, long enough for every done range.
-fn part_vouches(len: u64, total: u64, done: &RangeSet) -> bool {
-    let written_to = done.ranges().last().map(|r| r.1).unwrap_or(0);
-    len == total || (len <= total && len >= written_to)
 }
 
 /// Forgets all progress of a file (the server's copy changed, or ranges broke).
@@ -717,7 +715,7 @@ async fn ranged(
         // Bytes count as on disk only while the part file is the regular file of the
         // download's size they were written to.
         let intact = std::fs::symlink_metadata(storage::part_path(&task.spec.save_path))
-            .is_ok_and(|m| m.is_file() && part_vouches(m.len(), total, &state.done));
+            .is_ok_and(|m| m.is_file() && m.len() == total);
         if !intact {
             state.done.clear();
             task.downloaded.store(0, Ordering::Relaxed);
@@ -732,14 +730,12 @@ async fn ranged(
     task.total.store(total, Ordering::Relaxed);
     let part = PartFile::open(&part_path(ctx), fresh)
         .map_err(|e| Error::from_io("opening the part file", &e))?;
-    // A file the first response covers whole grows by its one write; any other is sized
-    // up front so writes at any offset are valid.
-    let single = first == (0, total);
-    if !single
-        && part
-            .len()
-            .map_err(|e| Error::from_io("reading the part file", &e))?
-            != total
+    // Sized up front: writes at any offset are valid, and the size is what later tells
+    // a part file that belongs to its journal from one that does not.
+    if part
+        .len()
+        .map_err(|e| Error::from_io("reading the part file", &e))?
+        != total
     {
         part.set_len(total)
             .map_err(|e| Error::from_io("sizing the part file", &e))?;

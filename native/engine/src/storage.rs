@@ -51,6 +51,45 @@ pub fn journal_tmp_path(save_path: &Path) -> PathBuf {
     sibling(save_path, ".tthsd.journal.tmp")
 }
 
+/// A claim on a `save_path` for the time one download works on it, within this
+/// process (other processes are not excluded: see docs/security.md).
+#[derive(Debug)]
+pub struct PathClaim {
+    key: PathBuf,
+}
+
+fn claims() -> &'static std::sync::Mutex<std::collections::HashSet<PathBuf>> {
+    static CLAIMS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<PathBuf>>> =
+        std::sync::OnceLock::new();
+    CLAIMS.get_or_init(Default::default)
+}
+
+impl PathClaim {
+    /// The claim, or `None` while another download holds it.
+    pub fn acquire(save_path: &Path) -> Option<PathClaim> {
+        let key = if save_path.is_absolute() {
+            save_path.to_owned()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(save_path)
+        };
+        let fresh = claims()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
+        // (Built only on success: a claim dropped here would release the holder's key.)
+        fresh.then(|| PathClaim { key })
+    }
+}
+
+impl Drop for PathClaim {
+    fn drop(&mut self) {
+        claims()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}
+
 /// The temporary file a download writes into.
 #[derive(Debug)]
 pub struct PartFile {
@@ -387,6 +426,19 @@ mod tests {
         let other = Path::new("/d").join(format!("{}x", "é".repeat(126)));
         assert_ne!(part_path(&save), part_path(&other));
         assert!(part_path(&save).to_string_lossy().ends_with(".tthsd.part"));
+    }
+
+    #[test]
+    fn a_claimed_path_cannot_be_claimed_twice() {
+        let p = Path::new("/tmp/tthsd-claim-test/x.bin");
+        let first = PathClaim::acquire(p).expect("free");
+        assert!(PathClaim::acquire(p).is_none(), "held");
+        assert!(
+            PathClaim::acquire(p).is_none(),
+            "a refused claim releases nothing"
+        );
+        drop(first);
+        assert!(PathClaim::acquire(p).is_some(), "released");
     }
 
     #[test]
