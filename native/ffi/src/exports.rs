@@ -113,6 +113,14 @@ fn shut_down(entry: &Entry) -> Result<(), String> {
     r
 }
 
+/// The shape of every control call on a live id: look it up, act, 0 or the reason.
+fn control(id: c_int, act: impl FnOnce(&Downloader) -> tthsd_engine::Result<()>) -> c_int {
+    guard(-1, || {
+        act(&registry::get(id)?.downloader).map_err(|e| e.message)?;
+        Ok(0)
+    })
+}
+
 fn start_with(id: c_int, mode: Mode) -> Result<c_int, String> {
     let entry = registry::get(id)?;
     entry.downloader.start(mode).map_err(|e| e.message)?;
@@ -224,25 +232,13 @@ pub extern "C" fn start_multiple_downloads_id(id: c_int) -> c_int {
 /// Stops every transfer within 200 ms, keeping what is written. 0, or -1.
 #[unsafe(no_mangle)]
 pub extern "C" fn pause_download(id: c_int) -> c_int {
-    guard(-1, || {
-        registry::get(id)?
-            .downloader
-            .pause()
-            .map_err(|e| e.message)?;
-        Ok(0)
-    })
+    control(id, Downloader::pause)
 }
 
 /// Continues a paused downloader from the bytes on disk; returns at once. 0, or -1.
 #[unsafe(no_mangle)]
 pub extern "C" fn resume_download(id: c_int) -> c_int {
-    guard(-1, || {
-        registry::get(id)?
-            .downloader
-            .resume()
-            .map_err(|e| e.message)?;
-        Ok(0)
-    })
+    control(id, Downloader::resume)
 }
 
 /// Cancels the run, waits for its transfers, delivers `msg` "Download stopped" and
@@ -260,11 +256,9 @@ pub extern "C" fn stop_download(id: c_int) -> c_int {
 /// Caps the whole downloader at `bytes_per_second` (0 = unlimited), live. 0, or -1.
 #[unsafe(no_mangle)]
 pub extern "C" fn set_speed_limit(id: c_int, bytes_per_second: u64) -> c_int {
-    guard(-1, || {
-        registry::get(id)?
-            .downloader
-            .set_speed_limit(bytes_per_second);
-        Ok(0)
+    control(id, |d| {
+        d.set_speed_limit(bytes_per_second);
+        Ok(())
     })
 }
 
@@ -388,12 +382,12 @@ pub extern "C" fn tthsd_set_timeouts(
     connect_timeout_ms: u64,
     read_timeout_ms: u64,
 ) -> c_int {
-    guard(-1, || {
-        registry::get(id)?.downloader.set_timeouts(
+    control(id, |d| {
+        d.set_timeouts(
             Duration::from_millis(connect_timeout_ms),
             Duration::from_millis(read_timeout_ms),
         );
-        Ok(0)
+        Ok(())
     })
 }
 
@@ -403,8 +397,8 @@ pub extern "C" fn tthsd_set_timeouts(
 /// is still safe, a power cut is not). 0, or -1.
 #[unsafe(no_mangle)]
 pub extern "C" fn tthsd_set_durability(id: c_int, durable: bool) -> c_int {
-    guard(-1, || {
-        registry::get(id)?.downloader.set_durable(durable);
-        Ok(0)
+    control(id, |d| {
+        d.set_durable(durable);
+        Ok(())
     })
 }
