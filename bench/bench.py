@@ -535,6 +535,20 @@ def ours_cli(template: str, n: int, setup: OursSetup | None) -> Contender:
     return Contender("ours", f"ours CLI ({n})", n, argv, env=env)
 
 
+def ours_engine(binary: str, n: int) -> Contender:
+    """The engine alone, through its Rust API (native/engine/examples/fetch_list.rs): no
+    FFI, no Python. Not judged against the targets; it tells engine cost from binding cost."""
+
+    def argv(job: Job) -> list[str]:
+        urls_file = job.scratch / "urls.txt"
+        if not urls_file.exists():
+            _write_lines(urls_file, job.urls)
+        mode = ["--parallel"] if len(job.urls) > 1 else []
+        return [binary, str(urls_file), str(job.out_dir), str(n), *mode]
+
+    return Contender("engine", f"engine alone ({n})", n, argv)
+
+
 def find_ours(python: str, lib: str | None, work: Path) -> tuple[OursSetup | None, str]:
     """Check that run_ours.py can import tthsd_interface and load its library."""
     env: dict[str, str] = {}
@@ -1114,6 +1128,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port-throttled", type=int, default=0, help="port of the throttled server (default: a free one)")
     p.add_argument("--cli", help="also run our command-line tool: a template with {urls_file} (one URL a line), {out_dir}, {connections}")
     p.add_argument("--cli-multiple", help="the --cli template for workload 3 (default: --cli)")
+    p.add_argument("--engine", help="also run the engine alone: path of the built fetch_list example (cargo build --release --example fetch_list)")
     p.add_argument("--perf", action="store_true", help="after each workload, profile one more run of ours with perf record")
     p.add_argument("--write-results", action="store_true", help=f"write {RESULTS_PATH.relative_to(REPO)} (full-size runs only)")
     p.add_argument("--force", action="store_true", help="allow --write-results on a smoke run")
@@ -1259,6 +1274,8 @@ def _run(
             cs += [ours(ours_setup, n), ours(ours_setup, 0)]
         if args.cli:
             cs.append(ours_cli(args.cli, n, ours_setup))
+        if args.engine:
+            cs.append(ours_engine(args.engine, n))
         return cs
 
     small_urls = [nginx.plain_url(rel) for rel in small_rels]
@@ -1284,6 +1301,8 @@ def _run(
             cs += [ours(ours_setup, n, multiple=True), ours(ours_setup, 0, multiple=True)]
         if args.cli:
             cs.append(ours_cli(args.cli_multiple or args.cli, n, ours_setup))
+        if args.engine:
+            cs.append(ours_engine(args.engine, n))
         ref = cs[0].label if cs and cs[0].key == "curl" else ""
         workloads.append(Workload("3", f"{args.files} files of {args.file_kb} KiB, plain server", small_urls,
                                   small_expected, args.files * small, cs, reference=ref))  # fmt: skip

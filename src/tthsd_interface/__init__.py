@@ -20,7 +20,8 @@ instead of files; ``tthsd`` / ``python -m tthsd_interface`` is the command line.
 
 from __future__ import annotations
 
-from ._asyncio import AsyncDownload, AsyncDownloader, download_async, fetch_async, stream
+from typing import TYPE_CHECKING, Any
+
 from ._downloader import TTHSDownloader
 from ._errors import (
     CallbackContextError,
@@ -33,7 +34,6 @@ from ._errors import (
     TTHSDError,
 )
 from ._ffi import LIBRARY_ENV, candidate_paths, find_library, library_file_name
-from ._highlevel import download, fetch
 from ._log import (
     LOG_FILE_ENV,
     LOG_FILE_NAME,
@@ -43,7 +43,6 @@ from ._log import (
     set_log_file,
     use_default_log_file,
 )
-from ._results import DownloadEvent, FileFailure, FileResult
 from ._types import (
     Callback,
     EmptyMsg,
@@ -60,7 +59,39 @@ from ._types import (
     UpdateMsg,
 )
 
+if TYPE_CHECKING:
+    from ._asyncio import AsyncDownload, AsyncDownloader, download_async, fetch_async, stream
+    from ._highlevel import download, fetch
+    from ._results import DownloadEvent, FileFailure, FileResult
+
 __version__ = "0.1.0"
+
+# The layers above the seed API are imported on first use: ``import asyncio`` alone costs
+# about 50 ms and each dataclass a few more, which every short-lived script (and the
+# command line) would otherwise pay at start, even one that only uses TTHSDownloader.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        ("AsyncDownload", "AsyncDownloader", "download_async", "fetch_async", "stream"), "_asyncio"
+    ),
+    **dict.fromkeys(("download", "fetch"), "_highlevel"),
+    **dict.fromkeys(("DownloadEvent", "FileFailure", "FileResult"), "_results"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AsyncDownload",

@@ -149,6 +149,9 @@ pub(crate) struct TaskState {
     pub finalize_lock: Mutex<()>,
     /// Running digest of the file's contiguous prefix, when the task has a checksum.
     pub digest: Mutex<Option<crate::fetch::PrefixDigest>>,
+    /// The task's place among the files a parallel run transfers at once; given up
+    /// when its transfer is over, before the file is made durable.
+    pub slot: Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 impl TaskState {
@@ -368,6 +371,7 @@ impl Downloader {
                     journal_on_disk: AtomicBool::new(false),
                     finalize_lock: Mutex::new(()),
                     digest: Mutex::new(None),
+                    slot: Mutex::new(None),
                 })
             })
             .collect();

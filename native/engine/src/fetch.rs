@@ -28,6 +28,7 @@ use crate::events::{Event, EventKind};
 use crate::http::{self, header_str};
 use crate::journal::{Journal, Validators};
 use crate::plan::{Lease, MIN_SPLIT, Plan, piece_size};
+use crate::publish;
 use crate::range::{ContentRange, RangeSet, parse_content_range, range_header};
 use crate::storage::{self, PartFile};
 
@@ -631,6 +632,8 @@ async fn whole(ctx: &FileCtx<'_>, mut resp: Response, conn: Connection) -> Resul
     if let Some(s) = lock(&task.file).as_mut() {
         s.total = Some(written);
     }
+    drop(resp);
+    drop(_conn); // the body is in: the connection is free for other files
     finalize(ctx, Some(part), written).await
 }
 
@@ -713,9 +716,10 @@ async fn ranged(
             generation: next_generation(),
         });
         // Bytes count as on disk only while the part file is the regular file of the
-        // download's size they were written to.
-        let intact = std::fs::symlink_metadata(storage::part_path(&task.spec.save_path))
-            .is_ok_and(|m| m.is_file() && m.len() == total);
+        // download's size they were written to (nothing to check for a fresh file).
+        let intact = state.done.covered() == 0
+            || std::fs::symlink_metadata(storage::part_path(&task.spec.save_path))
+                .is_ok_and(|m| m.is_file() && m.len() == total);
         if !intact {
             state.done.clear();
             task.downloaded.store(0, Ordering::Relaxed);
@@ -731,11 +735,15 @@ async fn ranged(
     let part = PartFile::open(&part_path(ctx), fresh)
         .map_err(|e| Error::from_io("opening the part file", &e))?;
     // Sized up front: writes at any offset are valid, and the size is what later tells
-    // a part file that belongs to its journal from one that does not.
-    if part
-        .len()
-        .map_err(|e| Error::from_io("reading the part file", &e))?
-        != total
+    // a part file that belongs to its journal from one that does not. A file the first
+    // response carries whole is written in order and needs neither (a journal written
+    // meanwhile is never trusted for a part file shorter than the download: it restarts).
+    let whole_in_first = missing.first() == Some(&(first.0, total)) && first.1 >= total;
+    if !(fresh && whole_in_first)
+        && part
+            .len()
+            .map_err(|e| Error::from_io("reading the part file", &e))?
+            != total
     {
         part.set_len(total)
             .map_err(|e| Error::from_io("sizing the part file", &e))?;
@@ -782,6 +790,7 @@ async fn ranged(
     tokio::select! {
         r = all => r?,
         _ = journaler(&rctx) => {}
+        _ = writeback(&rctx) => {}
         _ = prefix_hasher(&rctx) => {}
     }
     drop(pool);
@@ -1068,6 +1077,35 @@ async fn journaler(ctx: &RangeCtx<'_>) {
     }
 }
 
+/// With durable publishing, keeps the part file's dirty pages flowing to disk while the
+/// transfer runs (every `WRITEBACK_INTERVAL` that brought at least `WRITEBACK_BYTES`),
+/// instead of leaving all of them to the sync before publishing: on a fast transfer
+/// that sync would otherwise write most of the file after the last byte arrived.
+/// Never ends.
+async fn writeback(ctx: &RangeCtx<'_>) {
+    const WRITEBACK_INTERVAL: Duration = Duration::from_millis(100);
+    const WRITEBACK_BYTES: u64 = 4 * 1024 * 1024;
+    if !ctx.file.cfg.durable {
+        return std::future::pending().await;
+    }
+    let Ok(handle) = ctx.part.try_clone() else {
+        return std::future::pending().await;
+    };
+    let handle = Arc::new(handle);
+    let task = ctx.file.task;
+    let mut kicked = task.downloaded.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(WRITEBACK_INTERVAL).await;
+        let now = task.downloaded.load(Ordering::Relaxed);
+        if now.saturating_sub(kicked) >= WRITEBACK_BYTES {
+            kicked = now;
+            let h = handle.clone();
+            // Best effort: a failure here only means the final sync has more to do.
+            let _ = tokio::task::spawn_blocking(move || h.start_writeback()).await;
+        }
+    }
+}
+
 /// Hashes the file's contiguous prefix as it grows (only for tasks with a checksum), so
 /// the final verification has little left to read. Never ends.
 async fn prefix_hasher(ctx: &RangeCtx<'_>) {
@@ -1142,6 +1180,14 @@ async fn finalize(ctx: &FileCtx<'_>, part: Option<PartFile>, total: u64) -> Resu
         .take()
         .filter(|d| Some(d.generation) == generation && d.hashed <= total);
     let outcome = if durable || task.spec.checksum.is_some() {
+        // Syncing and hashing take long, and the transfer is over: hand this task's
+        // file slot to the next file while the publisher works (bounded, since every
+        // file waiting for it holds an open descriptor).
+        let _backlog = publish_backlog()
+            .acquire()
+            .await
+            .map_err(|_| Error::state("publisher closed"))?;
+        lock(&task.slot).take();
         // fsync and hashing can take long: off the network threads.
         let t = task.clone();
         blocking(move || publish_task(&t, part, total, durable, prefix)).await?
@@ -1158,6 +1204,14 @@ async fn finalize(ctx: &FileCtx<'_>, part: Option<PartFile>, total: u64) -> Resu
         return Err(e);
     }
     Ok(())
+}
+
+/// Files that may wait for the publisher at once, over the whole process.
+const PUBLISH_BACKLOG: usize = 256;
+
+fn publish_backlog() -> &'static tokio::sync::Semaphore {
+    static BACKLOG: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    BACKLOG.get_or_init(|| tokio::sync::Semaphore::new(PUBLISH_BACKLOG))
 }
 
 fn publish_task(
@@ -1221,12 +1275,7 @@ fn publish_task(
             ));
         }
     }
-    if durable {
-        part.sync_all()
-            .map_err(|e| Error::from_io("syncing the file", &e))?;
-    }
-    drop(part);
-    storage::publish(&part_path, save, durable)
+    publish::publish(part.into_file(), &part_path, save, durable)
         .map_err(|e| Error::from_io("publishing the file", &e))?;
     {
         let _j = lock(&task.journal_lock);

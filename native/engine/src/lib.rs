@@ -15,7 +15,8 @@
 //! - [`http`]: the client, redirects, error classification.
 //! - [`retry`]: what is retried and the backoff schedule.
 //! - [`ratelimit`]: the downloader-wide speed limit.
-//! - [`storage`]: part files, positional writes, atomic publish.
+//! - [`storage`]: part files and positional writes.
+//! - `publish`: the atomic rename to `save_path`, made durable in groups.
 //! - [`journal`]: the durable record of which ranges are on disk.
 //! - [`checksum`]: expected digests.
 //! - [`events`]: what a run reports.
@@ -29,6 +30,7 @@ mod fetch;
 pub mod http;
 pub mod journal;
 pub mod plan;
+mod publish;
 pub mod range;
 pub mod ratelimit;
 pub mod remote;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use tokio::sync::Semaphore;
 
 use crate::downloader::{Mode, Shared, TaskPhase, TaskState, lock};
 use crate::events::{Event, EventKind, TaskInfo};
@@ -35,21 +36,23 @@ pub(crate) async fn run_tasks(shared: &Arc<Shared>, mode: Mode) -> bool {
                 ok
             }
             Mode::Parallel => {
-                // At most `connections` files in flight: bounds open files as well.
-                let limit = shared.config().connections.max(1);
-                let mut queue = todo.into_iter();
+                // At most `connections` files transferring at once (which bounds open
+                // files too). A file gives its slot up when its bytes are in, so the next
+                // file transfers while the publisher makes the last ones durable.
+                let slots = Arc::new(Semaphore::new(shared.config().connections.max(1)));
+                let mut queue = todo.into_iter().peekable();
                 let mut running = FuturesUnordered::new();
                 let mut ok = true;
                 loop {
-                    while running.len() < limit {
-                        match queue.next() {
-                            Some(t) => running.push(run_task(shared, t)),
-                            None => break,
+                    tokio::select! {
+                        biased;
+                        Some(r) = running.next(), if !running.is_empty() => ok &= r,
+                        permit = slots.clone().acquire_owned(), if queue.peek().is_some() => {
+                            let (Ok(permit), Some(t)) = (permit, queue.next()) else { break };
+                            *lock(&t.slot) = Some(permit);
+                            running.push(run_task(shared, t));
                         }
-                    }
-                    match running.next().await {
-                        Some(r) => ok &= r,
-                        None => break,
+                        else => break,
                     }
                 }
                 ok
@@ -83,7 +86,9 @@ async fn run_task(shared: &Arc<Shared>, task: &Arc<TaskState>) -> bool {
             id,
         ));
     }
-    match fetch::download_file(shared, task).await {
+    let outcome = fetch::download_file(shared, task).await;
+    lock(&task.slot).take();
+    match outcome {
         Ok(()) => {
             task.set_phase(TaskPhase::Done);
             let total = task.total.load(Ordering::Relaxed);
