@@ -185,6 +185,50 @@ int tthsd_set_timeouts(int id,
 int tthsd_set_durability(int id,
                          bool durable);
 
+// Our addition: a new event queue, the pull-style alternative to the callback (see
+// `tthsd_get_downloader_queued`). Returns its id (> 0), or -1.
+int tthsd_queue_new(void);
+
+// Our addition: `get_downloader`, except that the downloader's events go to event queue
+// `queue` instead of to a callback; take them with `tthsd_queue_poll`. After its last
+// event (when `stop_download` returns) an item `[id, null, null]` says the id is
+// released. Returns the id (> 0), or -1.
+//
+// # Safety
+// As `get_downloader`, without the callback.
+int tthsd_get_downloader_queued(int queue,
+                                const char *tasks_json,
+                                int task_count,
+                                int thread_count,
+                                int chunk_size_mb,
+                                bool use_callback_url,
+                                const char *user_agent,
+                                const char *remote_callback_url,
+                                const bool *use_socket,
+                                const char *headers_json);
+
+// Our addition: waits up to `timeout_ms` (negative: without limit) for events on
+// `queue`, then writes every queued item that fits into `buf` as one NUL-terminated
+// JSON array of `[downloader_id, event, msg]` items (`event` and `msg` as the callback
+// would get them; both `null` when the id was released). Returns the length in bytes
+// (without the NUL), or 0 if nothing came in time. If even the first item does not fit
+// in `len` bytes, nothing is taken and the return is the length it needs (like
+// `snprintf`: a return of `len` or more means "call again with a larger buffer").
+// Returns -1 for an unknown queue, and once a closed queue has been emptied (the queue
+// is gone afterwards). One thread at a time should poll a queue; others wait their turn.
+//
+// # Safety
+// `buf` is writable for `len` bytes.
+int tthsd_queue_poll(int queue,
+                     char *buf,
+                     size_t len,
+                     int timeout_ms);
+
+// Our addition: closes `queue`. A waiting `tthsd_queue_poll` wakes up; what is queued
+// can still be taken, then polls return -1. Downloaders still attached to the queue go
+// on, their events dropped. 0, or -1.
+int tthsd_queue_close(int queue);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

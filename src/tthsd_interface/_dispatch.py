@@ -2,18 +2,23 @@
 
 The contract:
 
-* The C callback handed to the core (one per downloader id, a :class:`NativeCallback`)
-  only copies its two strings, as ``bytes``, onto a :class:`queue.SimpleQueue`.  It never
-  blocks, never decodes, never calls user code, so a slow user callback can slow neither
-  the core's event thread nor another TTHSDownloader.
-* One daemon thread per :class:`Dispatcher` takes the items off the queue in order,
-  decodes the JSON and calls the user callback as ``callback(event: dict, msg: dict)``.
-  An exception raised by a user callback is logged through ``_TIlog`` and the next event
-  is delivered as usual: the download is never affected.
+* Events reach this module in one of two ways.  With a core that has event queues (ours,
+  see ``tthsd_queue_poll``), the dispatcher thread itself takes them from the core, in
+  batches, blocking in C with the GIL released: no core thread ever runs Python.  With an
+  earlier core, the C callback handed to the core (one per downloader id, a
+  :class:`NativeCallback`) only copies its two strings, as ``bytes``, onto a
+  :class:`queue.SimpleQueue`.  Either way the core never waits for Python and never
+  calls user code, so a slow user callback can slow neither the core nor another
+  TTHSDownloader.
+* One daemon thread per :class:`Dispatcher` decodes the JSON and calls the user callback
+  as ``callback(event: dict, msg: dict)``, in the order the core sent the events.  An
+  exception raised by a user callback is logged through ``_TIlog`` and the next event is
+  delivered as usual: the download is never affected.
 * Each downloader id has a :class:`Run` that counts the ``end`` events still expected
   (:meth:`Dispatcher.expect_end` before each start); :meth:`Dispatcher.wait` blocks until
-  they have been delivered.  A stop marker queued after ``stop_download`` returned (when
-  the core has sent everything it will ever send for the id) settles the count.
+  they have been delivered.  Once ``stop_download`` returned, the core has sent
+  everything it will send for the id; a marker behind those events (the queue's
+  "released" item, or one this module queues) settles the count.
 * :meth:`Dispatcher.mute` makes every later delivery a no-op except for bookkeeping, and
   :meth:`Dispatcher.shutdown` ends the thread after what is queued; from any thread but the
   dispatcher's it also joins, so once it returns no user callback is running or will run.
@@ -31,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
 from ._errors import CallbackContextError
-from ._ffi import NativeCallback
+from ._ffi import EventQueue, NativeCallback
 from ._log import _TIlog
 from ._types import Callback
 
@@ -83,9 +88,17 @@ def _decode(raw: bytes | None) -> Any:
 
 
 class Dispatcher:
-    """The queue and the thread that deliver one TTHSDownloader's events."""
+    """The queue and the thread that deliver one TTHSDownloader's events.
 
-    def __init__(self) -> None:
+    ``new_event_queue`` makes the core's event queue (None: the core has none, use the C
+    callback); it is called once, when the first run is made, so an instance that never
+    downloads holds nothing in the core.
+    """
+
+    def __init__(self, new_event_queue: Callable[[], EventQueue | None] | None = None) -> None:
+        self._new_event_queue = new_event_queue
+        self._events: EventQueue | None = None
+        self._by_id: dict[int, Run] = {}
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
@@ -95,20 +108,32 @@ class Dispatcher:
 
     # -- runs -----------------------------------------------------------------------------
     def new_run(self, callback: Callback | None) -> Run:
-        """A run with its C callback, to hand to the core before the id is known.
+        """A run, to hand to the core before the id is known: with the core's event queue
+        (:attr:`events`) when there is one, else with its own C callback.
 
         The C callback closes over the queue and the run only (not over the
         TTHSDownloader), so a forgotten downloader can still be garbage-collected.
         """
-        run = Run(callback=callback)
-        put = self._queue.put
-
-        def on_event(event_json: bytes | None, msg_json: bytes | None) -> None:
-            put((run, event_json, msg_json))
-
-        run.native = NativeCallback(on_event)
         self._ensure_thread()
+        run = Run(callback=callback)
+        if self._events is None:
+            put = self._queue.put
+
+            def on_event(event_json: bytes | None, msg_json: bytes | None) -> None:
+                put((run, event_json, msg_json))
+
+            run.native = NativeCallback(on_event)
         return run
+
+    @property
+    def events(self) -> EventQueue | None:
+        """The core's event queue new downloaders should use; None: use ``run.native``."""
+        return self._events
+
+    def bind(self, run: Run, downloader_id: int) -> None:
+        """The core returned ``downloader_id`` for ``run`` (before any start of it)."""
+        run.downloader_id = downloader_id
+        self._by_id[downloader_id] = run
 
     def expect_end(self, run: Run) -> None:
         """A start of ``run`` is about to be asked for: one more ``end`` to wait for."""
@@ -132,6 +157,8 @@ class Dispatcher:
     def stopped(self, run: Run) -> None:
         """``stop_download`` returned 0: every event of the id is already queued."""
         run.stopped = True
+        if self._events is not None:
+            return  # the core queued its "released" item behind the last event
         # The core promised no further call: the C callback may go once the queue has
         # been worked off up to here (the marker holds ``run``, not the thunk).
         run.native = None
@@ -185,7 +212,10 @@ class Dispatcher:
                 thread = self._thread
         if thread is None:
             return
-        self._queue.put(_SHUTDOWN)
+        if self._events is not None:
+            self._events.close()  # the poll returns what is left, then None
+        else:
+            self._queue.put(_SHUTDOWN)
         if thread is threading.current_thread():
             self.mute()
         else:
@@ -195,8 +225,10 @@ class Dispatcher:
     def _ensure_thread(self) -> None:
         with self._cond:
             if self._thread is None and not self._shut_down:
+                if self._new_event_queue is not None:
+                    self._events = self._new_event_queue()
                 self._thread = threading.Thread(
-                    target=self._loop,
+                    target=self._loop if self._events is None else self._poll_loop,
                     name=f"TTHSD-dispatch-{next(_thread_numbers)}",
                     daemon=True,  # must not keep the interpreter alive
                 )
@@ -218,6 +250,39 @@ class Dispatcher:
             except BaseException:  # noqa: BLE001 - the thread must outlive anything
                 _TIlog.exception("TTHSD dispatcher: unexpected error while delivering an event")
 
+    def _poll_loop(self) -> None:
+        events = self._events
+        assert events is not None
+        while True:
+            raw = events.poll(-1)
+            if raw is None:
+                return  # closed by shutdown(), and everything delivered
+            try:
+                items = json.loads(raw)
+            except ValueError as exc:
+                _TIlog.warning("undecodable batch of events dropped (%s): %r", exc, raw[:200])
+                continue
+            for item in items if isinstance(items, list) else ():
+                try:
+                    self._take(item)
+                except BaseException:  # noqa: BLE001 - the thread must outlive anything
+                    _TIlog.exception("TTHSD dispatcher: unexpected error while delivering an event")
+
+    def _take(self, item: Any) -> None:
+        """One ``[downloader_id, event, msg]`` item of a polled batch."""
+        dl_id, event, msg = item
+        run = self._by_id.get(dl_id)
+        if run is None:
+            _TIlog.debug("event for unknown downloader %r dropped", dl_id)
+            return
+        if event is None and msg is None:  # released: nothing more will come for the id
+            del self._by_id[dl_id]
+            with self._cond:
+                run.pending_ends = 0
+                self._cond.notify_all()
+            return
+        self._deliver_decoded(run, event, msg, item)
+
     def _deliver(self, run: Run, event_json: bytes | None, msg_json: bytes | None) -> None:
         try:
             event = _decode(event_json)
@@ -228,10 +293,13 @@ class Dispatcher:
                 run.downloader_id, exc, event_json, msg_json,
             )  # fmt: skip
             return
+        self._deliver_decoded(run, event, msg, (event_json, msg_json))
+
+    def _deliver_decoded(self, run: Run, event: Any, msg: Any, raw: object) -> None:
         if not isinstance(event, dict) or not isinstance(msg, dict):
             _TIlog.warning(
-                "downloader %d: event that is not a JSON object dropped: %r %r",
-                run.downloader_id, event_json, msg_json,
+                "downloader %d: event that is not a JSON object dropped: %r",
+                run.downloader_id, raw,
             )  # fmt: skip
             return
         run.events += 1

@@ -120,7 +120,7 @@ class _Session:
 
     def __init__(self, lib: _ffi.NativeLibrary) -> None:
         self.lib = lib
-        self.dispatcher = Dispatcher()
+        self.dispatcher = Dispatcher(lib.new_event_queue)
         self.lock = threading.RLock()
         self.runs: dict[int, Run] = {}
         self.closed = False
@@ -288,22 +288,15 @@ class TTHSDownloader:
         with session.lock:
             if session.closed:
                 raise DownloaderClosedError(f"{name}() on a closed TTHSDownloader")
-            # Always our own C callback, even without a user callback: wait() needs `end`.
+            # Always our own delivery, even without a user callback: wait() needs `end`.
             run = dispatcher.new_run(callback)
-            assert run.native is not None
             if start:
                 dispatcher.expect_end(run)
-                dl_id = self._lib.start_download(
-                    tasks_json, len(tasks), thread_count, chunk_size_mb, run.native,
-                    use_callback_url, user_agent, remote_callback_url, use_socket,
-                    is_multiple, headers_json,
-                )  # fmt: skip
-            else:
-                dl_id = self._lib.get_downloader(
-                    tasks_json, len(tasks), thread_count, chunk_size_mb, run.native,
-                    use_callback_url, user_agent, remote_callback_url, use_socket,
-                    headers_json,
-                )  # fmt: skip
+            dl_id = self._create_in_core(
+                run, tasks_json, len(tasks), thread_count, chunk_size_mb, use_callback_url,
+                user_agent, remote_callback_url, use_socket, is_multiple, headers_json,
+                start=start,
+            )  # fmt: skip
             if dl_id <= 0:
                 reason = self._lib.last_error() or f"the core returned {dl_id}"
                 if start:
@@ -311,7 +304,6 @@ class TTHSDownloader:
                 run.native = None  # the core created nothing: it cannot call it
                 _TIlog.error("%s failed: %s", name, reason)
                 return -1
-            run.downloader_id = dl_id
             session.runs[dl_id] = run
             if start:
                 session.record_start(run)
@@ -320,6 +312,63 @@ class TTHSDownloader:
             len(tasks),
         )  # fmt: skip
         return dl_id
+
+    def _create_in_core(
+        self,
+        run: Run,
+        tasks_json: str,
+        task_count: int,
+        thread_count: int,
+        chunk_size_mb: int,
+        use_callback_url: bool,
+        user_agent: str | None,
+        remote_callback_url: str | None,
+        use_socket: bool | None,
+        is_multiple: bool | None,
+        headers_json: str | None,
+        *,
+        start: bool,
+    ) -> int:
+        """The core's id for ``run`` (bound to it before any event can come), or -1."""
+        lib = self._lib
+        dispatcher = self._session.dispatcher
+        events = dispatcher.events
+        if events is None:
+            assert run.native is not None
+            if start:
+                dl_id = lib.start_download(
+                    tasks_json, task_count, thread_count, chunk_size_mb, run.native,
+                    use_callback_url, user_agent, remote_callback_url, use_socket,
+                    is_multiple, headers_json,
+                )  # fmt: skip
+            else:
+                dl_id = lib.get_downloader(
+                    tasks_json, task_count, thread_count, chunk_size_mb, run.native,
+                    use_callback_url, user_agent, remote_callback_url, use_socket,
+                    headers_json,
+                )  # fmt: skip
+            if dl_id > 0:
+                dispatcher.bind(run, dl_id)
+            return dl_id
+        # Queued events: create, bind, then start, which is what start_download does in
+        # one call; a start that fails releases the id again.
+        dl_id = events.get_downloader(
+            tasks_json, task_count, thread_count, chunk_size_mb, use_callback_url,
+            user_agent, remote_callback_url, use_socket, headers_json,
+        )  # fmt: skip
+        if dl_id <= 0:
+            return dl_id
+        dispatcher.bind(run, dl_id)
+        if not start:
+            return dl_id
+        start_fn = lib.start_multiple_downloads_id if is_multiple else lib.start_download_id
+        rc = start_fn(dl_id)
+        if rc == 0:
+            return dl_id
+        reason = lib.last_error()
+        lib.stop_download(dl_id)
+        lib.set_error(reason or f"start of downloader {dl_id} failed")
+        return -1
 
     # -- controlling downloaders ----------------------------------------------------------
     def _start_by_id(self, downloader_id: int, multiple: bool) -> bool:

@@ -35,6 +35,7 @@ from ._errors import LibraryLoadError, LibraryNotFoundError
 
 __all__ = [
     "LIBRARY_ENV",
+    "EventQueue",
     "NativeCallback",
     "NativeLibrary",
     "candidate_paths",
@@ -250,6 +251,30 @@ _DECLARATIONS: Final[tuple[_Decl, ...]] = (
     _Decl("tthsd_set_timeouts", c_int, (c_int, c_uint64, c_uint64)),
     # int tthsd_set_durability(int id, bool durable);   /* default true */
     _Decl("tthsd_set_durability", c_int, (c_int, c_bool)),
+    # int tthsd_queue_new(void);
+    _Decl("tthsd_queue_new", c_int, ()),
+    # int tthsd_get_downloader_queued(int queue, const char* tasks_json, int task_count,
+    #                                 int thread_count, int chunk_size_mb,
+    #                                 bool use_callback_url, const char* user_agent,
+    #                                 const char* remote_callback_url,
+    #                                 const bool* use_socket, const char* headers_json);
+    _Decl(
+        "tthsd_get_downloader_queued",
+        c_int,
+        (c_int, c_char_p, c_int, c_int, c_int, c_bool, c_char_p, c_char_p, _BOOL_P, c_char_p),
+    ),
+    # int tthsd_queue_poll(int queue, char* buf, size_t len, int timeout_ms);
+    _Decl("tthsd_queue_poll", c_int, (c_int, POINTER(ctypes.c_char), c_size_t, c_int)),
+    # int tthsd_queue_close(int queue);
+    _Decl("tthsd_queue_close", c_int, (c_int,)),
+)
+
+# All of these, or the callback is used (earlier cores have none of them).
+_QUEUE_EXPORTS: Final = (
+    "tthsd_queue_new",
+    "tthsd_get_downloader_queued",
+    "tthsd_queue_poll",
+    "tthsd_queue_close",
 )
 
 # Snake-case name -> Go-era alias used when a library lacks the snake-case export.
@@ -281,6 +306,65 @@ class NativeCallback:
                 fn(event_json, msg_json)
 
         self._thunk = _CALLBACK_TYPE(thunk)
+
+
+class EventQueue:
+    """An event queue of the core (``tthsd_queue_*``): the host's own thread takes the
+    events in batches, instead of the core calling into Python once per event.
+
+    Why: each call of a ctypes callback from a core thread makes CPython build and tear
+    down a thread state, which dominated the cost of events on many small files.
+
+    :meth:`poll` is for one thread at a time (the dispatcher's); the rest may be called
+    from any thread.
+    """
+
+    _INITIAL_BUFFER: Final = 256 * 1024
+
+    def __init__(self, lib: NativeLibrary, queue_id: int) -> None:
+        self._lib = lib
+        self.queue_id = queue_id
+        self._buf = ctypes.create_string_buffer(self._INITIAL_BUFFER)
+
+    def poll(self, timeout_ms: int = -1) -> bytes | None:
+        """Waits up to ``timeout_ms`` (negative: for ever) and returns the queued items as
+        the JSON text of ``[[downloader_id, event, msg], ...]`` (``b""`` on timeout), or
+        None once the queue is closed and empty."""
+        fn = self._lib._fns["tthsd_queue_poll"]
+        while True:
+            size = len(self._buf)
+            n = int(fn(self.queue_id, self._buf, size, timeout_ms))
+            if n < 0:
+                return None
+            if n < size:
+                return self._buf.raw[:n]
+            self._buf = ctypes.create_string_buffer(n + 1)  # one item larger than the buffer
+
+    def close(self) -> None:
+        """Wakes the poller; it gets what is left, then None."""
+        self._lib._fns["tthsd_queue_close"](self.queue_id)
+
+    def get_downloader(
+        self,
+        tasks_json: str,
+        task_count: int,
+        thread_count: int,
+        chunk_size_mb: int,
+        use_callback_url: bool,
+        user_agent: str | None,
+        remote_callback_url: str | None,
+        use_socket: bool | None,
+        headers_json: str | None,
+    ) -> int:
+        """``tthsd_get_downloader_queued``: a new downloader id (> 0) whose events come to
+        this queue, created but not started; -1."""
+        self._lib._local.error = None
+        args = (
+            self.queue_id, _c_str(tasks_json), task_count, thread_count, chunk_size_mb,
+            bool(use_callback_url), _c_str(user_agent), _c_str(remote_callback_url),
+            _c_bool_p(use_socket), _c_str(headers_json),
+        )  # fmt: skip
+        return int(self._lib._fns["tthsd_get_downloader_queued"](*args))
 
 
 def _c_str(value: str | None) -> bytes | None:
@@ -357,10 +441,24 @@ class NativeLibrary:
         fn = self._fns.get("tthsd_abi_version")
         return None if fn is None else int(fn())
 
+    def new_event_queue(self) -> EventQueue | None:
+        """A new event queue, or None if this library has none (earlier cores) or
+        ``TTHSD_EVENT_QUEUE=0`` asks for the callback path."""
+        if os.environ.get("TTHSD_EVENT_QUEUE", "1") == "0":
+            return None
+        if not all(name in self._fns for name in _QUEUE_EXPORTS):
+            return None
+        queue_id = int(self._fns["tthsd_queue_new"]())
+        return EventQueue(self, queue_id) if queue_id > 0 else None
+
     # -- errors
     def _fail(self, reason: str) -> int:
         self._local.error = reason
         return -1
+
+    def set_error(self, reason: str) -> None:
+        """Make ``reason`` what :meth:`last_error` reports on this thread."""
+        self._local.error = reason
 
     def _fn(self, name: str) -> Any:
         """The export ``name`` or its Go-era alias; None if the library has neither."""

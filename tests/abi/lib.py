@@ -103,6 +103,19 @@ PROTOTYPES: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "tthsd_set_timeouts": (c_int, (c_int, c_uint64, c_uint64)),
     # int tthsd_set_durability(int id, bool durable)   (default true)
     "tthsd_set_durability": (c_int, (c_int, c_bool)),
+    # int tthsd_queue_new(void)
+    "tthsd_queue_new": (c_int, ()),
+    # int tthsd_get_downloader_queued(int queue, const char* tasks_json, int task_count,
+    #     int thread_count, int chunk_size_mb, bool use_callback_url, const char* user_agent,
+    #     const char* remote_callback_url, const bool* use_socket, const char* headers_json)
+    "tthsd_get_downloader_queued": (
+        c_int,
+        (c_int, c_char_p, c_int, c_int, c_int, c_bool, c_char_p, c_char_p, BOOL_P, c_char_p),
+    ),
+    # int tthsd_queue_poll(int queue, char* buf, size_t len, int timeout_ms)
+    "tthsd_queue_poll": (c_int, (c_int, c_void_p, c_size_t, c_int)),
+    # int tthsd_queue_close(int queue)
+    "tthsd_queue_close": (c_int, (c_int,)),
 }
 
 

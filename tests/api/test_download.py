@@ -124,8 +124,41 @@ def test_documentation_example_4_2_downloads_the_file(
         dl.close()
 
 
+@pytest.fixture(params=["queue", "callback"])
+def delivery(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways events reach Python on the real core: polled from the core's event queue
+    (the default) and through the C callback (what earlier cores offer, and what
+    ``TTHSD_EVENT_QUEUE=0`` asks for)."""
+    if request.param == "callback":
+        monkeypatch.setenv("TTHSD_EVENT_QUEUE", "0")
+    else:
+        monkeypatch.delenv("TTHSD_EVENT_QUEUE", raising=False)
+    return str(request.param)
+
+
+def test_each_delivery_is_used_and_calls_back_on_the_dispatcher_thread(
+    in_tmp: Path, http_server: LoopbackServer, recorder: Recorder, delivery: str
+) -> None:
+    files = [http_server.add(f"/d{i}.bin", size=20_000 + i) for i in range(30)]
+    with TTHSDownloader() as dl:
+        dl_id = dl.start_download(
+            [f.url for f in files], [in_tmp / f"d{i}.bin" for i in range(30)],
+            callback=recorder, is_multiple=True,
+        )  # fmt: skip
+        assert dl_id > 0
+        assert (dl._session.dispatcher.events is not None) == (delivery == "queue")
+        assert dl.wait(dl_id, timeout=30)
+    assert len(recorder.threads) == 1
+    assert next(iter(recorder.threads)).startswith("TTHSD-dispatch-")
+    types = recorder.types()
+    assert (types[0], types[-1]) == ("start", "end")
+    assert types.count("startOne") == types.count("endOne") == 30
+    for i, f in enumerate(files):
+        assert sha256_file(in_tmp / f"d{i}.bin") == f.sha256()
+
+
 def test_events_come_in_order_with_the_task_ids(
-    in_tmp: Path, http_server: LoopbackServer, recorder: Recorder
+    in_tmp: Path, http_server: LoopbackServer, recorder: Recorder, delivery: str
 ) -> None:
     files = [http_server.add(f"/f{i}.bin", size=(i + 1) * MiB) for i in range(3)]
     with TTHSDownloader() as dl:
@@ -194,7 +227,7 @@ def test_a_raising_callback_does_not_stop_the_download(
 
 
 def test_two_instances_in_two_threads_do_not_interfere(
-    in_tmp: Path, http_server: LoopbackServer
+    in_tmp: Path, http_server: LoopbackServer, delivery: str
 ) -> None:
     resources = {n: http_server.add(f"/t{n}.bin", size=(6 + n) * MiB) for n in range(2)}
     recorders = {n: Recorder() for n in range(2)}
@@ -228,7 +261,7 @@ def test_two_instances_in_two_threads_do_not_interfere(
 
 
 def test_close_during_a_download_is_prompt_and_final(
-    in_tmp: Path, http_server: LoopbackServer, recorder: Recorder
+    in_tmp: Path, http_server: LoopbackServer, recorder: Recorder, delivery: str
 ) -> None:
     res = http_server.add("/slow.bin", size=32 * MiB, throttle=256 * 1024)
     dl = TTHSDownloader()
@@ -359,7 +392,7 @@ def test_the_demo_runs_offline(in_tmp: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_stop_download_ends_the_run_with_its_last_events(
-    in_tmp: Path, http_server: LoopbackServer, recorder: Recorder
+    in_tmp: Path, http_server: LoopbackServer, recorder: Recorder, delivery: str
 ) -> None:
     res = http_server.add("/stop.bin", size=16 * MiB, throttle=512 * 1024)
     with TTHSDownloader() as dl:
@@ -377,7 +410,9 @@ def test_stop_download_ends_the_run_with_its_last_events(
     assert not (in_tmp / "stop.bin").exists()
 
 
-def test_stop_and_close_from_inside_callbacks(in_tmp: Path, http_server: LoopbackServer) -> None:
+def test_stop_and_close_from_inside_callbacks(
+    in_tmp: Path, http_server: LoopbackServer, delivery: str
+) -> None:
     res = http_server.add("/cb.bin", size=16 * MiB, throttle=512 * 1024)
     dl = TTHSDownloader()
     after_close: list[str] = []

@@ -18,11 +18,18 @@ use tthsd_engine::{Config, Downloader, EventSink, Mode, NullSink, ProxySetting, 
 use crate::args::{chunk_size_bytes, optional_bool, optional_str, required_str, thread_count};
 use crate::guard::{guard, last_error};
 use crate::pump::{EventPump, PumpSink, tthsd_callback};
-use crate::registry::{self, Entry};
+use crate::queue::{EventQueue, Polled, QueueSink};
+use crate::registry::{self, Delivery, Entry, QUEUES};
 use crate::strings;
 
 /// Bumped whenever this ABI changes incompatibly.
 pub const TTHSD_ABI_VERSION: c_int = 1;
+
+/// Where a new downloader's events go, as the caller asked.
+enum Deliver {
+    Callback(tthsd_callback),
+    Queue(c_int),
+}
 
 /// Builds and registers a downloader from the C arguments; nothing is created on error.
 #[allow(clippy::too_many_arguments)]
@@ -31,7 +38,7 @@ unsafe fn create(
     task_count: c_int,
     threads: c_int,
     chunk_size_mb: c_int,
-    callback: tthsd_callback,
+    deliver: Deliver,
     use_callback_url: bool,
     user_agent: *const c_char,
     remote_callback_url: *const c_char,
@@ -63,13 +70,21 @@ unsafe fn create(
         }
         _ => None,
     };
-    let pump = match callback {
-        Some(cb) => Some(EventPump::start(cb)?),
-        None => None,
+    let delivery = match deliver {
+        Deliver::Callback(Some(cb)) => Delivery::Callback(EventPump::start(cb)?),
+        Deliver::Callback(None) => Delivery::Nothing,
+        Deliver::Queue(q) => {
+            let queue = QUEUES.get(q)?;
+            if queue.is_closed() {
+                return Err(format!("event queue {q} is closed"));
+            }
+            Delivery::Queue(Arc::new(QueueSink::new(queue)))
+        }
     };
-    let local: Arc<dyn EventSink> = match &pump {
-        Some(p) => Arc::new(PumpSink(p.clone())),
-        None => Arc::new(NullSink),
+    let local: Arc<dyn EventSink> = match &delivery {
+        Delivery::Nothing => Arc::new(NullSink),
+        Delivery::Callback(p) => Arc::new(PumpSink(p.clone())),
+        Delivery::Queue(q) => q.clone(),
     };
     let sink: Arc<dyn EventSink> = match remote {
         Some(target) => match RemoteSink::start(target, local.clone()) {
@@ -78,9 +93,7 @@ unsafe fn create(
                 remote: Some(r),
             }),
             Err(e) => {
-                if let Some(p) = &pump {
-                    p.close();
-                }
+                abandon(&delivery);
                 return Err(e.message);
             }
         },
@@ -89,17 +102,31 @@ unsafe fn create(
     let downloader = match Downloader::new(tasks, config, sink.clone()) {
         Ok(d) => d,
         Err(e) => {
-            if let Some(p) = &pump {
-                p.close();
-            }
+            abandon(&delivery);
             return Err(e.message);
         }
     };
-    Ok(registry::insert(Entry {
+    let queue_sink = match &delivery {
+        Delivery::Queue(q) => Some(q.clone()),
+        _ => None,
+    };
+    let id = registry::insert(Entry {
         downloader,
         sink,
-        pump,
-    }))
+        delivery,
+    });
+    if let Some(q) = queue_sink {
+        q.set_id(id);
+    }
+    Ok(id)
+}
+
+/// Undoes a delivery whose downloader was never registered: no id was handed out, so a
+/// queue hears nothing of it.
+fn abandon(delivery: &Delivery) {
+    if let Delivery::Callback(p) = delivery {
+        p.close();
+    }
 }
 
 /// Stops a downloader, delivers its last events, and ends its event thread.
@@ -107,9 +134,7 @@ fn shut_down(entry: &Entry) -> Result<(), String> {
     let r = entry.downloader.stop().map_err(|e| e.message);
     // A remote sink hands `end` on to the pump itself: let it, before the pump closes.
     entry.sink.flush();
-    if let Some(p) = &entry.pump {
-        p.close();
-    }
+    entry.delivery.finish();
     r
 }
 
@@ -157,7 +182,7 @@ pub unsafe extern "C" fn start_download(
                 task_count,
                 thread_count,
                 chunk_size_mb,
-                callback,
+                Deliver::Callback(callback),
                 use_callback_url,
                 user_agent,
                 remote_callback_url,
@@ -206,7 +231,7 @@ pub unsafe extern "C" fn get_downloader(
                 task_count,
                 thread_count,
                 chunk_size_mb,
-                callback,
+                Deliver::Callback(callback),
                 use_callback_url,
                 user_agent,
                 remote_callback_url,
@@ -400,5 +425,111 @@ pub extern "C" fn tthsd_set_durability(id: c_int, durable: bool) -> c_int {
     control(id, |d| {
         d.set_durable(durable);
         Ok(())
+    })
+}
+
+/// Our addition: a new event queue, the pull-style alternative to the callback (see
+/// `tthsd_get_downloader_queued`). Returns its id (> 0), or -1.
+#[unsafe(no_mangle)]
+pub extern "C" fn tthsd_queue_new() -> c_int {
+    guard(-1, || Ok(QUEUES.insert(Arc::new(EventQueue::default()))))
+}
+
+/// Our addition: `get_downloader`, except that the downloader's events go to event queue
+/// `queue` instead of to a callback; take them with `tthsd_queue_poll`. After its last
+/// event (when `stop_download` returns) an item `[id, null, null]` says the id is
+/// released. Returns the id (> 0), or -1.
+///
+/// # Safety
+/// As `get_downloader`, without the callback.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn tthsd_get_downloader_queued(
+    queue: c_int,
+    tasks_json: *const c_char,
+    task_count: c_int,
+    thread_count: c_int,
+    chunk_size_mb: c_int,
+    use_callback_url: bool,
+    user_agent: *const c_char,
+    remote_callback_url: *const c_char,
+    use_socket: *const bool,
+    headers_json: *const c_char,
+) -> c_int {
+    guard(-1, || {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            create(
+                tasks_json,
+                task_count,
+                thread_count,
+                chunk_size_mb,
+                Deliver::Queue(queue),
+                use_callback_url,
+                user_agent,
+                remote_callback_url,
+                use_socket,
+                headers_json,
+            )
+        }
+    })
+}
+
+/// Our addition: waits up to `timeout_ms` (negative: without limit) for events on
+/// `queue`, then writes every queued item that fits into `buf` as one NUL-terminated
+/// JSON array of `[downloader_id, event, msg]` items (`event` and `msg` as the callback
+/// would get them; both `null` when the id was released). Returns the length in bytes
+/// (without the NUL), or 0 if nothing came in time. If even the first item does not fit
+/// in `len` bytes, nothing is taken and the return is the length it needs (like
+/// `snprintf`: a return of `len` or more means "call again with a larger buffer").
+/// Returns -1 for an unknown queue, and once a closed queue has been emptied (the queue
+/// is gone afterwards). One thread at a time should poll a queue; others wait their turn.
+///
+/// # Safety
+/// `buf` is writable for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tthsd_queue_poll(
+    queue: c_int,
+    buf: *mut c_char,
+    len: usize,
+    timeout_ms: c_int,
+) -> c_int {
+    guard(-1, || {
+        if buf.is_null() || len == 0 {
+            return Err("buf is NULL or len is 0".to_owned());
+        }
+        let q = QUEUES.get(queue)?;
+        let timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
+        // The length must fit the return type.
+        let limit = len.min(c_int::MAX as usize);
+        match q.poll(limit, timeout) {
+            Polled::Batch(text) => {
+                let bytes = text.as_bytes();
+                // SAFETY: `buf` is writable for `len` bytes, and the batch was cut to
+                // `limit - 1 <= len - 1` bytes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf as *mut u8, bytes.len());
+                    *buf.add(bytes.len()) = 0;
+                }
+                Ok(c_int::try_from(bytes.len()).unwrap_or(c_int::MAX))
+            }
+            Polled::TooBig(needed) => Ok(c_int::try_from(needed).unwrap_or(c_int::MAX)),
+            Polled::Empty => Ok(0),
+            Polled::Closed => {
+                let _ = QUEUES.remove(queue);
+                Err(format!("event queue {queue} is closed"))
+            }
+        }
+    })
+}
+
+/// Our addition: closes `queue`. A waiting `tthsd_queue_poll` wakes up; what is queued
+/// can still be taken, then polls return -1. Downloaders still attached to the queue go
+/// on, their events dropped. 0, or -1.
+#[unsafe(no_mangle)]
+pub extern "C" fn tthsd_queue_close(queue: c_int) -> c_int {
+    guard(-1, || {
+        QUEUES.get(queue)?.close();
+        Ok(0)
     })
 }

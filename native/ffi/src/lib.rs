@@ -7,8 +7,9 @@
 //! - `aliases`: the Go core's camel-case names.
 //! - `guard`: panic containment and the last-error slot.
 //! - `args`: NULL/UTF-8 checks and defaults of C arguments.
-//! - `registry`: downloader ids.
+//! - `registry`: downloader and queue ids.
 //! - `pump`: the event thread.
+//! - `queue`: event queues, which the host polls instead of being called.
 //! - `strings`: strings handed to C and `free_string`.
 
 // The library file must be named TTHighSpeedDownloader, as programs load it by that name.
@@ -19,5 +20,6 @@ mod args;
 pub mod exports;
 mod guard;
 pub mod pump;
+mod queue;
 mod registry;
 mod strings;
