@@ -27,9 +27,8 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from ctypes import POINTER, c_bool, c_char_p, c_int, c_size_t, c_uint32, c_uint64, c_void_p
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ._errors import LibraryLoadError, LibraryNotFoundError
 
@@ -127,8 +126,7 @@ _BOOL_P: Final = POINTER(c_bool)
 _ArgTypes = tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class _Decl:
+class _Decl(NamedTuple):  # not a dataclass: dataclasses costs ~10 ms of import
     name: str
     restype: Any
     argtypes: _ArgTypes

@@ -35,9 +35,11 @@ import os
 import queue
 import sys
 import threading
-from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
+
+if TYPE_CHECKING:
+    from logging.handlers import QueueHandler, QueueListener
 
 __all__ = [
     "LOG_FILE_ENV",
@@ -163,6 +165,10 @@ class _LogState:
         return handlers
 
     def _start_locked(self) -> None:
+        # Imported here, not at the top: logging.handlers pulls in socket and friends,
+        # about 6 ms of every program's start, and only a first record needs it.
+        from logging.handlers import QueueListener
+
         self._handlers = self._make_handlers()
         listener = QueueListener(self.queue, *self._handlers, respect_handler_level=True)
         listener.start()
@@ -216,14 +222,25 @@ class _LogState:
 _state = _LogState()
 
 
-class _StartingQueueHandler(QueueHandler):
-    """Starts the listener with the first record."""
+class _StartingQueueHandler(logging.Handler):
+    """Starts the listener with the first record, and queues records for it (through a
+    :class:`~logging.handlers.QueueHandler` made then, see ``_start_locked``)."""
+
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord]) -> None:
+        super().__init__()
+        self.queue = records
+        self._queue_handler: QueueHandler | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        if _state.ensure_started():
-            super().emit(record)
-        else:
+        if not _state.ensure_started():
             _state.handle_synchronously(record)
+            return
+        handler = self._queue_handler
+        if handler is None:
+            from logging.handlers import QueueHandler
+
+            handler = self._queue_handler = QueueHandler(self.queue)
+        handler.emit(record)
 
 
 def _make_logger() -> logging.Logger:
