@@ -11,7 +11,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use reqwest::Client;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind, EventSink};
 use crate::fetch::FileState;
-use crate::http::{ClientConfig, ProxySetting, build_client};
+use crate::http::{Client, ClientConfig, ProxySetting, build_client};
 use crate::ratelimit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::run;

@@ -16,8 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
-use reqwest::{Client, Response, StatusCode};
 use tokio::sync::OwnedSemaphorePermit;
 use url::Url;
 
@@ -25,7 +25,7 @@ use crate::checksum::{Checksum, Hasher, encode_hex};
 use crate::downloader::{Config, Shared, TaskState, lock};
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventKind};
-use crate::http::{self, header_str};
+use crate::http::{self, Client, Response, header_str};
 use crate::journal::{Journal, Validators};
 use crate::plan::{Lease, MIN_SPLIT, Plan, piece_size};
 use crate::publish;
@@ -669,7 +669,7 @@ async fn read_chunk(ctx: &FileCtx<'_>, resp: &mut Response) -> Result<Option<Byt
                 ctx.cfg.read_timeout.as_secs_f64()
             ),
         )),
-        Ok(Err(e)) => Err(http::classify(&e)),
+        Ok(Err(e)) => Err(e),
         Ok(Ok(c)) => {
             if let Some(c) = &c {
                 ctx.shared

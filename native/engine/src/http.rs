@@ -1,21 +1,102 @@
 //! The HTTP edge: building the client, sending requests, reading the headers we trust,
 //! and turning transport failures into engine errors.
 //!
-//! The client never decompresses (no compression feature is compiled in, and we never
-//! send `Accept-Encoding`), follows at most [`MAX_REDIRECTS`] redirects and only to
-//! http/https, and drops `Authorization`/`Cookie` when a redirect changes origin (reqwest
-//! does that for every redirect it follows).
+//! Two transports sit behind [`Client`]: our own hyper client (`transport`, bounded read
+//! buffers) whenever no proxy can apply, and reqwest when one may (an explicit proxy, or
+//! proxy variables in the environment), for its proxy support. Both never decompress (no
+//! compression feature is compiled in, and we never send `Accept-Encoding`), follow at
+//! most [`MAX_REDIRECTS`] redirects and only to http/https, and drop
+//! `Authorization`/`Cookie` when a redirect changes origin.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use hyper::body::Incoming;
+use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Client, Response, StatusCode};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::journal::Validators;
 use crate::retry::{parse_retry_after, status_is_transient};
+use crate::transport::{self, Direct};
+
+/// The client of one downloader's settings: cheap to clone (connections are shared).
+#[derive(Clone)]
+pub enum Client {
+    /// No proxy can apply: our hyper client.
+    Direct(std::sync::Arc<Direct>),
+    /// A proxy may apply: reqwest, which knows proxies.
+    Proxied(reqwest::Client),
+}
+
+/// A response of either transport, with the URL it finally came from.
+pub struct Response {
+    url: url::Url,
+    inner: Inner,
+}
+
+enum Inner {
+    Direct(hyper::Response<Incoming>),
+    Proxied(reqwest::Response),
+}
+
+impl Response {
+    pub fn status(&self) -> StatusCode {
+        match &self.inner {
+            Inner::Direct(r) => r.status(),
+            Inner::Proxied(r) => r.status(),
+        }
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        match &self.inner {
+            Inner::Direct(r) => r.headers(),
+            Inner::Proxied(r) => r.headers(),
+        }
+    }
+
+    /// The URL after redirects, without credentials.
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+
+    /// The body's length when the framing gives it exactly.
+    pub fn content_length(&self) -> Option<u64> {
+        match &self.inner {
+            Inner::Direct(r) => transport::content_length(r),
+            Inner::Proxied(r) => r.content_length(),
+        }
+    }
+
+    /// The next piece of the body; None at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
+        match &mut self.inner {
+            Inner::Direct(r) => transport::chunk(r).await,
+            Inner::Proxied(r) => r.chunk().await.map_err(|e| classify(&e)),
+        }
+    }
+}
+
+/// Whether a proxy may apply under `setting`: an explicit one, or (for the environment)
+/// any proxy variable reqwest reads.
+fn proxy_may_apply(setting: &ProxySetting) -> bool {
+    match setting {
+        ProxySetting::Direct => false,
+        ProxySetting::Url(_) => true,
+        ProxySetting::Environment => [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty())),
+    }
+}
 
 pub const MAX_REDIRECTS: usize = 10;
 
@@ -78,6 +159,14 @@ pub fn validate_proxy(url: &str) -> Result<()> {
 }
 
 pub fn build_client(cfg: &ClientConfig) -> Result<Client> {
+    if proxy_may_apply(&cfg.proxy) {
+        Ok(Client::Proxied(build_reqwest(cfg)?))
+    } else {
+        Ok(Client::Direct(std::sync::Arc::new(Direct::build(cfg)?)))
+    }
+}
+
+fn build_reqwest(cfg: &ClientConfig) -> Result<reqwest::Client> {
     let policy = reqwest::redirect::Policy::custom(|attempt| {
         if attempt.previous().len() > MAX_REDIRECTS {
             return attempt.error(TooManyRedirects);
@@ -90,7 +179,7 @@ pub fn build_client(cfg: &ClientConfig) -> Result<Client> {
             }
         }
     });
-    let mut b = Client::builder()
+    let mut b = reqwest::Client::builder()
         .user_agent(cfg.user_agent.clone())
         .connect_timeout(cfg.connect_timeout)
         .pool_max_idle_per_host(cfg.max_idle_per_host.max(1))
@@ -139,14 +228,36 @@ pub async fn get(
     range: Option<String>,
     if_range: Option<&str>,
 ) -> Result<Response> {
-    let mut req = client.get(url.clone()).headers(headers.clone());
+    let mut headers = headers.clone();
     if let Some(r) = range {
-        req = req.header(header::RANGE, r);
-        if let Some(v) = if_range {
-            req = req.header(header::IF_RANGE, v);
+        let r = HeaderValue::from_str(&r)
+            .map_err(|_| Error::new(ErrorCode::InvalidInput, "bad Range value"))?;
+        headers.insert(header::RANGE, r);
+        if let Some(v) = if_range.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(header::IF_RANGE, v);
         }
     }
-    req.send().await.map_err(|e| classify(&e))
+    match client {
+        Client::Direct(d) => {
+            let (url, resp) = d.get(url, &headers).await?;
+            Ok(Response {
+                url,
+                inner: Inner::Direct(resp),
+            })
+        }
+        Client::Proxied(c) => {
+            let resp = c
+                .get(url.clone())
+                .headers(headers)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok(Response {
+                url: resp.url().clone(),
+                inner: Inner::Proxied(resp),
+            })
+        }
+    }
 }
 
 /// A response status that is not what we asked for, as an engine error.
@@ -170,7 +281,7 @@ pub fn status_error(resp: &Response) -> Error {
             ),
         );
     }
-    if status == reqwest::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+    if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
         return Error::new(
             ErrorCode::Proxy,
             "the proxy refused the request (HTTP 407 Proxy Authentication Required): check the credentials in the proxy URL",
@@ -251,7 +362,7 @@ pub fn classify(e: &reqwest::Error) -> Error {
 /// True when a rustls error is anywhere inside `s`. `io::Error` hides what it wraps from
 /// `source()` (and rustls' errors arrive as an io::Error inside an io::Error), so the
 /// wrapped errors are opened one by one.
-fn is_tls_error(s: &(dyn StdError + 'static)) -> bool {
+pub(crate) fn is_tls_error(s: &(dyn StdError + 'static)) -> bool {
     let mut current: Option<&(dyn StdError + 'static)> = Some(s);
     let mut depth = 0;
     while let Some(e) = current {

@@ -13,6 +13,7 @@
 //! - [`plan`]: cutting a file into ranges, work stealing at the tail.
 //! - [`range`]: byte ranges and `Content-Range`.
 //! - [`http`]: the client, redirects, error classification.
+//! - `transport`: our hyper client for requests no proxy touches (bounded buffers).
 //! - [`retry`]: what is retried and the backoff schedule.
 //! - [`ratelimit`]: the downloader-wide speed limit.
 //! - [`storage`]: part files and positional writes.
@@ -39,6 +40,7 @@ mod run;
 pub mod runtime;
 pub mod storage;
 pub mod task;
+mod transport;
 
 pub use downloader::{Config, Downloader, Mode, State};
 pub use error::{Error, ErrorCode, Result};
