@@ -538,6 +538,7 @@ def ours_cli(template: str, n: int, setup: OursSetup | None) -> Contender:
 def ours_engine(binary: str, n: int) -> Contender:
     """The engine alone, through its Rust API (native/engine/examples/fetch_list.rs): no
     FFI, no Python. Not judged against the targets; it tells engine cost from binding cost."""
+    binary = str(Path(binary).resolve())  # the children run in their own folders
 
     def argv(job: Job) -> list[str]:
         urls_file = job.scratch / "urls.txt"

@@ -201,6 +201,22 @@ def test_user_agent_and_headers_reach_every_request(tthsd: Harness, http_server:
     assert_file(tmp_path / "h.bin", res.body)
 
 
+def test_url_fragment_query_and_escapes_reach_the_server_as_they_should(
+        tthsd: Harness, http_server: LoopbackServer, tmp_path: Path) -> None:
+    res = http_server.add("/dir%20x/f.bin", size=3 * MiB + 1)
+    t = task(res.url + "?v=1&w=%2F#part-2", tmp_path / "f.bin", id="f")
+    run = tthsd.start([t], threads=4)
+    run.wait_end(20)
+    check_events(run.events, [t])
+    assert_file(tmp_path / "f.bin", res.body)
+    recs = http_server.requests("/dir%20x/f.bin")
+    assert len(recs) >= 2
+    for r in recs:
+        assert "#" not in r.target and r.target.endswith("?v=1&w=%2F"), r.target
+        assert r.headers.get("Accept") == "*/*", r.headers
+        assert r.headers.get("Host") == f"127.0.0.1:{http_server.port}", r.headers
+
+
 def test_checksums_verified(tthsd: Harness, http_server: LoopbackServer, tmp_path: Path) -> None:
     res = http_server.add("/c.bin", size=MiB + 9)
     data = res.body.read(0, res.size)

@@ -3,11 +3,22 @@
 //!
 //! A durable publish needs the file's bytes on stable storage before its rename is (a
 //! power cut must never leave a name pointing at unwritten blocks), and the rename on
-//! stable storage before the task reports success. The bytes take an `fdatasync` per
-//! file, run side by side by the callers' threads (the device overlaps their flushes;
-//! funnelling many files through one `syncfs` measured no faster and would also wait
-//! on unrelated dirty data). The folder sync is shared: files renamed into one folder
-//! while its sync runs are covered by the next one, not one each (group commit).
+//! stable storage before the task reports success.
+//!
+//! The bytes: a large file takes its own `fdatasync` (its writeback was started during the
+//! transfer, so little is left). Small files share one: on Linux, files of up to
+//! [`GROUP_MAX_BYTES`] that finish within [`GROUP_WINDOW`] of each other are covered by a
+//! single `syncfs` of their file system. Each `fdatasync` of a small new file writes the
+//! file's inode-table block (shared with ~15 other inodes) and flushes the device cache;
+//! a thousand of them cost ~1 ms each and 0.2 s of CPU on 1,000 × 64 KiB, while one
+//! `syncfs` per few milliseconds writes each block once and flushes once (engine alone on
+//! that workload: 0.40 s -> 0.27 s, which is what it takes without any syncing). Without the
+//! gathering window the groups stayed at ~5 files and gained nothing. The cost: a
+//! `syncfs` also writes other programs' dirty data on that file system, so a small file's
+//! `endOne` can wait for a busy neighbour. A failed `syncfs` falls back to `fdatasync`.
+//!
+//! The folder sync is shared too: files renamed into one folder while its sync runs are
+//! covered by the next one, not one each (group commit).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -20,7 +31,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// the bytes and the rename are on stable storage.
 pub fn publish(part: File, part_path: &Path, save_path: &Path, durable: bool) -> io::Result<()> {
     if durable {
-        part.sync_data()?;
+        sync_data(&part)?;
     }
     drop(part);
     std::fs::rename(part_path, save_path)?;
@@ -30,6 +41,81 @@ pub fn publish(part: File, part_path: &Path, save_path: &Path, durable: bool) ->
         sync_after_rename(folder_of(save_path));
     }
     Ok(())
+}
+
+/// Files up to this size share a file-system sync with the others finishing about now.
+const GROUP_MAX_BYTES: u64 = 4 << 20;
+/// How long a group's leader waits for others to join before syncing.
+const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(3);
+
+/// The file's bytes (and size) on stable storage: a shared `syncfs` for small files on
+/// Linux, else (or if that fails) the file's own `fdatasync`.
+fn sync_data(part: &File) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = part.metadata()
+            && meta.len() <= GROUP_MAX_BYTES
+            && group_sync(part, meta.dev()).is_ok()
+        {
+            return Ok(());
+        }
+    }
+    part.sync_data()
+}
+
+/// One file system's group commit; files join the `open` epoch, a leader closes it and
+/// syncs, and everyone in it returns once `synced` reaches it.
+#[cfg(target_os = "linux")]
+#[derive(Default)]
+struct Group {
+    /// The epoch that files arriving now join.
+    open: u64,
+    /// The last epoch whose sync completed, and whether it failed.
+    synced: u64,
+    failed: u64,
+    leading: bool,
+}
+
+#[cfg(target_os = "linux")]
+fn group_sync(part: &File, dev: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    static GROUPS: OnceLock<(Mutex<HashMap<u64, Group>>, std::sync::Condvar)> = OnceLock::new();
+    let (groups, cond) = GROUPS.get_or_init(Default::default);
+    let mut map = groups.lock().unwrap_or_else(|e| e.into_inner());
+    let mine = map.entry(dev).or_default().open + 1;
+    loop {
+        let g = map.entry(dev).or_default();
+        if g.synced >= mine {
+            return if g.failed == mine {
+                Err(io::Error::other("file-system sync failed"))
+            } else {
+                Ok(())
+            };
+        }
+        if !g.leading {
+            g.leading = true;
+            drop(map);
+            std::thread::sleep(GROUP_WINDOW);
+            map = groups.lock().unwrap_or_else(|e| e.into_inner());
+            let g = map.entry(dev).or_default();
+            let epoch = g.open + 1;
+            g.open = epoch; // later arrivals wait for the next sync
+            drop(map);
+            // SAFETY: a valid open descriptor for the whole call.
+            let rc = unsafe { libc::syncfs(part.as_raw_fd()) };
+            map = groups.lock().unwrap_or_else(|e| e.into_inner());
+            let g = map.entry(dev).or_default();
+            g.synced = epoch;
+            if rc != 0 {
+                g.failed = epoch;
+            }
+            g.leading = false;
+            cond.notify_all();
+            continue;
+        }
+        map = cond.wait(map).unwrap_or_else(|e| e.into_inner());
+    }
 }
 
 fn folder_of(path: &Path) -> &Path {
@@ -123,6 +209,31 @@ mod tests {
             );
             assert!(!dir.join(format!("f{i}.part")).exists());
         }
+        std::fs::remove_dir_all(&*dir).unwrap();
+    }
+
+    #[test]
+    fn grouped_syncs_in_waves_never_hang() {
+        // Waves of concurrent small publishes, and lone ones in between: every caller
+        // returns, as leader or follower, with its file in place.
+        let dir = Arc::new(scratch("waves"));
+        for wave in 0..3 {
+            let threads: Vec<_> = (0..8)
+                .map(|i| {
+                    let dir = dir.clone();
+                    std::thread::spawn(move || {
+                        let (f, from, to) = part(&dir, wave * 100 + i);
+                        publish(f, &from, &to, true)
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().unwrap();
+            }
+            let (f, from, to) = part(&dir, wave * 100 + 99);
+            publish(f, &from, &to, true).unwrap();
+        }
+        assert_eq!(std::fs::read_dir(&*dir).unwrap().count(), 27);
         std::fs::remove_dir_all(&*dir).unwrap();
     }
 

@@ -89,6 +89,8 @@ impl Direct {
         headers: &HeaderMap,
     ) -> Result<(Url, hyper::Response<Incoming>)> {
         let mut url = url.clone();
+        // A fragment is never sent (and `http::Uri` refuses one).
+        url.set_fragment(None);
         let mut headers = headers.clone();
         if !headers.contains_key(header::USER_AGENT) {
             headers.insert(header::USER_AGENT, self.user_agent.clone());
@@ -149,11 +151,7 @@ fn redirect_target(url: &Url, resp: &hyper::Response<Incoming>) -> Option<Url> {
     }
     let location = resp.headers().get(header::LOCATION)?.to_str().ok()?;
     let mut next = url.join(location).ok()?;
-    // A fragment of the original URL carries over when the new one has none (RFC 9110
-    // §10.2.2); it is never sent anyway.
-    if next.fragment().is_none() {
-        next.set_fragment(url.fragment());
-    }
+    next.set_fragment(None); // never sent
     Some(next)
 }
 
