@@ -292,11 +292,11 @@ class TTHSDownloader:
             run = dispatcher.new_run(callback)
             if start:
                 dispatcher.expect_end(run)
-            dl_id = self._create_in_core(
-                run, tasks_json, len(tasks), thread_count, chunk_size_mb, use_callback_url,
-                user_agent, remote_callback_url, use_socket, is_multiple, headers_json,
-                start=start,
+            spec = _ffi.CreateArgs(
+                tasks_json, len(tasks), thread_count, chunk_size_mb, use_callback_url,
+                user_agent, remote_callback_url, use_socket, headers_json,
             )  # fmt: skip
+            dl_id = self._create_in_core(run, spec, is_multiple, start=start)
             if dl_id <= 0:
                 reason = self._lib.last_error() or f"the core returned {dl_id}"
                 if start:
@@ -314,20 +314,7 @@ class TTHSDownloader:
         return dl_id
 
     def _create_in_core(
-        self,
-        run: Run,
-        tasks_json: str,
-        task_count: int,
-        thread_count: int,
-        chunk_size_mb: int,
-        use_callback_url: bool,
-        user_agent: str | None,
-        remote_callback_url: str | None,
-        use_socket: bool | None,
-        is_multiple: bool | None,
-        headers_json: str | None,
-        *,
-        start: bool,
+        self, run: Run, spec: _ffi.CreateArgs, is_multiple: bool | None, *, start: bool
     ) -> int:
         """The core's id for ``run`` (bound to it before any event can come), or -1."""
         lib = self._lib
@@ -336,26 +323,15 @@ class TTHSDownloader:
         if events is None:
             assert run.native is not None
             if start:
-                dl_id = lib.start_download(
-                    tasks_json, task_count, thread_count, chunk_size_mb, run.native,
-                    use_callback_url, user_agent, remote_callback_url, use_socket,
-                    is_multiple, headers_json,
-                )  # fmt: skip
+                dl_id = lib.start_download(spec, run.native, is_multiple)
             else:
-                dl_id = lib.get_downloader(
-                    tasks_json, task_count, thread_count, chunk_size_mb, run.native,
-                    use_callback_url, user_agent, remote_callback_url, use_socket,
-                    headers_json,
-                )  # fmt: skip
+                dl_id = lib.get_downloader(spec, run.native)
             if dl_id > 0:
                 dispatcher.bind(run, dl_id)
             return dl_id
         # Queued events: create, bind, then start, which is what start_download does in
         # one call; a start that fails releases the id again.
-        dl_id = events.get_downloader(
-            tasks_json, task_count, thread_count, chunk_size_mb, use_callback_url,
-            user_agent, remote_callback_url, use_socket, headers_json,
-        )  # fmt: skip
+        dl_id = events.get_downloader(spec)
         if dl_id <= 0:
             return dl_id
         dispatcher.bind(run, dl_id)

@@ -34,6 +34,7 @@ from ._errors import LibraryLoadError, LibraryNotFoundError
 
 __all__ = [
     "LIBRARY_ENV",
+    "CreateArgs",
     "EventQueue",
     "NativeCallback",
     "NativeLibrary",
@@ -306,6 +307,31 @@ class NativeCallback:
         self._thunk = _CALLBACK_TYPE(thunk)
 
 
+class CreateArgs(NamedTuple):
+    """What every creating export takes besides the event delivery (callback or queue)."""
+
+    tasks_json: str
+    task_count: int
+    thread_count: int
+    chunk_size_mb: int
+    use_callback_url: bool
+    user_agent: str | None
+    remote_callback_url: str | None
+    use_socket: bool | None
+    headers_json: str | None
+
+    def head(self) -> tuple[Any, ...]:
+        """The C arguments before the callback."""
+        return (_c_str(self.tasks_json), self.task_count, self.thread_count, self.chunk_size_mb)
+
+    def tail(self) -> tuple[Any, ...]:
+        """The C arguments from ``use_callback_url`` to ``use_socket``."""
+        return (
+            bool(self.use_callback_url), _c_str(self.user_agent),
+            _c_str(self.remote_callback_url), _c_bool_p(self.use_socket),
+        )  # fmt: skip
+
+
 class EventQueue:
     """An event queue of the core (``tthsd_queue_*``): the host's own thread takes the
     events in batches, instead of the core calling into Python once per event.
@@ -342,27 +368,12 @@ class EventQueue:
         """Wakes the poller; it gets what is left, then None."""
         self._lib._fns["tthsd_queue_close"](self.queue_id)
 
-    def get_downloader(
-        self,
-        tasks_json: str,
-        task_count: int,
-        thread_count: int,
-        chunk_size_mb: int,
-        use_callback_url: bool,
-        user_agent: str | None,
-        remote_callback_url: str | None,
-        use_socket: bool | None,
-        headers_json: str | None,
-    ) -> int:
+    def get_downloader(self, spec: CreateArgs) -> int:
         """``tthsd_get_downloader_queued``: a new downloader id (> 0) whose events come to
         this queue, created but not started; -1."""
         self._lib._local.error = None
-        args = (
-            self.queue_id, _c_str(tasks_json), task_count, thread_count, chunk_size_mb,
-            bool(use_callback_url), _c_str(user_agent), _c_str(remote_callback_url),
-            _c_bool_p(use_socket), _c_str(headers_json),
-        )  # fmt: skip
-        return int(self._lib._fns["tthsd_get_downloader_queued"](*args))
+        fn = self._lib._fns["tthsd_get_downloader_queued"]
+        return int(fn(self.queue_id, *spec.head(), *spec.tail(), _c_str(spec.headers_json)))
 
 
 def _c_str(value: str | None) -> bytes | None:
@@ -485,57 +496,26 @@ class NativeLibrary:
 
     # -- creating downloaders
     def start_download(
-        self,
-        tasks_json: str,
-        task_count: int,
-        thread_count: int,
-        chunk_size_mb: int,
-        callback: NativeCallback,
-        use_callback_url: bool,
-        user_agent: str | None,
-        remote_callback_url: str | None,
-        use_socket: bool | None,
-        is_multiple: bool | None,
-        headers_json: str | None,
+        self, spec: CreateArgs, callback: NativeCallback, is_multiple: bool | None
     ) -> int:
         """``start_download``: a new downloader id (> 0), started; -1 on failure."""
-        args = (
-            _c_str(tasks_json), task_count, thread_count, chunk_size_mb, callback._thunk,
-            bool(use_callback_url), _c_str(user_agent), _c_str(remote_callback_url),
-            _c_bool_p(use_socket), _c_bool_p(is_multiple),
-        )  # fmt: skip
+        args = (*spec.head(), callback._thunk, *spec.tail(), _c_bool_p(is_multiple))
         fn = self._fns.get("start_download")
         self._local.error = None
         if fn is not None:
-            return int(fn(*args, _c_str(headers_json)))
-        if headers_json is not None:
+            return int(fn(*args, _c_str(spec.headers_json)))
+        if spec.headers_json is not None:
             return self._fail("this library (Go-era layout) does not support headers")
         return int(self._fns["startDownload"](*args))
 
-    def get_downloader(
-        self,
-        tasks_json: str,
-        task_count: int,
-        thread_count: int,
-        chunk_size_mb: int,
-        callback: NativeCallback,
-        use_callback_url: bool,
-        user_agent: str | None,
-        remote_callback_url: str | None,
-        use_socket: bool | None,
-        headers_json: str | None,
-    ) -> int:
+    def get_downloader(self, spec: CreateArgs, callback: NativeCallback) -> int:
         """``get_downloader``: a new downloader id (> 0), created but not started; -1."""
-        args = (
-            _c_str(tasks_json), task_count, thread_count, chunk_size_mb, callback._thunk,
-            bool(use_callback_url), _c_str(user_agent), _c_str(remote_callback_url),
-            _c_bool_p(use_socket),
-        )  # fmt: skip
+        args = (*spec.head(), callback._thunk, *spec.tail())
         fn = self._fns.get("get_downloader")
         self._local.error = None
         if fn is not None:
-            return int(fn(*args, _c_str(headers_json)))
-        if headers_json is not None:
+            return int(fn(*args, _c_str(spec.headers_json)))
+        if spec.headers_json is not None:
             return self._fail("this library (Go-era layout) does not support headers")
         alias = self._fns.get("getDownloader")
         if alias is None:

@@ -398,6 +398,12 @@ fn chain_text(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     });
+    append_causes(&mut text, e);
+    text
+}
+
+/// Appends `": cause"` for each of `e`'s sources not already in `text`.
+pub(crate) fn append_causes(text: &mut String, e: &dyn StdError) {
     let mut source = e.source();
     while let Some(s) = source {
         let part = s.to_string();
@@ -407,7 +413,6 @@ fn chain_text(e: &reqwest::Error) -> String {
         }
         source = s.source();
     }
-    text
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use url::Url;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::http::{ClientConfig, MAX_REDIRECTS, is_tls_error};
+use crate::http::{ClientConfig, MAX_REDIRECTS, append_causes, is_tls_error};
 
 /// The most an HTTP/1 connection buffers from its socket (hyper's minimum is 8 KiB).
 pub const READ_BUFFER: usize = 64 * 1024;
@@ -296,15 +296,7 @@ fn classify(e: &hyper_util::client::legacy::Error) -> Error {
 /// URL, so nothing secret can appear here.
 fn causes(e: &(dyn StdError + 'static)) -> String {
     let mut text = String::new();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
+    append_causes(&mut text, e);
     if text.is_empty() {
         text = format!(": {e}");
     }
