@@ -145,7 +145,8 @@ class Dispatcher:
     def bind(self, run: Run, downloader_id: int) -> None:
         """The core returned ``downloader_id`` for ``run`` (before any start of it)."""
         run.downloader_id = downloader_id
-        self._by_id[downloader_id] = run
+        if self._events is not None:  # only polled items name their run by id
+            self._by_id[downloader_id] = run
 
     def expect_end(self, run: Run) -> None:
         """A start of ``run`` is about to be asked for: one more ``end`` to wait for."""

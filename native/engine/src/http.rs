@@ -239,7 +239,7 @@ pub async fn get(
     }
     match client {
         Client::Direct(d) => {
-            let (url, resp) = d.get(url, &headers).await?;
+            let (url, resp) = d.get(url, headers).await?;
             Ok(Response {
                 url,
                 inner: Inner::Direct(resp),

@@ -86,12 +86,11 @@ impl Direct {
     pub async fn get(
         &self,
         url: &Url,
-        headers: &HeaderMap,
+        mut headers: HeaderMap,
     ) -> Result<(Url, hyper::Response<Incoming>)> {
         let mut url = url.clone();
         // A fragment is never sent (and `http::Uri` refuses one).
         url.set_fragment(None);
-        let mut headers = headers.clone();
         if !headers.contains_key(header::USER_AGENT) {
             headers.insert(header::USER_AGENT, self.user_agent.clone());
         }
@@ -286,7 +285,7 @@ fn classify(e: &hyper_util::client::legacy::Error) -> Error {
     if tls {
         return Error::new(ErrorCode::Tls, format!("TLS failure: {detail}"));
     }
-    if timed_out || detail.contains("timed out") {
+    if timed_out {
         return Error::transient(ErrorCode::Timeout, format!("timed out: {detail}"));
     }
     Error::transient(ErrorCode::Network, detail)

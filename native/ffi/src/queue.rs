@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::c_int;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -113,7 +114,7 @@ impl EventQueue {
         while let Some((id, event)) = taken.pop_front() {
             item_text.clear();
             item_text.push_str(if out.len() > 1 { ",[" } else { "[" });
-            item_text.push_str(&id.to_string());
+            let _ = write!(item_text, "{id}"); // into the reused buffer, no allocation
             match &event {
                 Some(e) => {
                     item_text.push(',');
