@@ -36,6 +36,7 @@ pub mod range;
 pub mod ratelimit;
 pub mod remote;
 pub mod retry;
+mod roots;
 mod run;
 pub mod runtime;
 pub mod storage;

@@ -8,7 +8,8 @@
 //! [`READ_BUFFER`], which on loopback was also faster (less memory to touch).
 //!
 //! What reqwest did for us is done here by the same rules: TLS through rustls with the
-//! platform verifier and ALPN `h2`/`http/1.1`; `User-Agent` and `Accept: */*`; URL
+//! platform verifier (its roots loaded on first use, see `roots`) and ALPN
+//! `h2`/`http/1.1`; `User-Agent` and `Accept: */*`; URL
 //! credentials sent as Basic authorization and removed from the URL; redirects followed
 //! up to [`MAX_REDIRECTS`], only to http and https, dropping credentials when the origin
 //! changes. Proxied requests still go through reqwest (see `http::Client`).
@@ -28,6 +29,7 @@ use url::Url;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::http::{ClientConfig, MAX_REDIRECTS, append_causes, is_tls_error};
+use crate::roots::LazyRoots;
 
 /// The most an HTTP/1 connection buffers from its socket (hyper's minimum is 8 KiB).
 pub const READ_BUFFER: usize = 64 * 1024;
@@ -49,8 +51,7 @@ impl Direct {
             )
         })?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-            .map_err(|e| Error::new(ErrorCode::Tls, format!("TLS setup failed: {e}")))?;
+        let verifier = LazyRoots::new(provider.clone());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::new(ErrorCode::Tls, format!("TLS setup failed: {e}")))?
