@@ -817,15 +817,17 @@ type FirstResponse = (Lease, Response, u64, Connection);
 /// One connection's loop: take a lease, fetch it, repeat until the plan is drained.
 async fn worker(ctx: &RangeCtx<'_>, first: Option<FirstResponse>) -> Result<()> {
     let mut first = first;
+    let mut prev_end = None;
     loop {
         let (lease, pre) = match first.take() {
             Some((lease, resp, end, conn)) => (lease, Some((resp, end, conn))),
-            None => match ctx.plan.next() {
+            None => match ctx.plan.next_after(prev_end) {
                 Some(l) => (l, None),
                 None => return Ok(()),
             },
         };
         fetch_lease(ctx, &lease, pre).await?;
+        prev_end = Some(lease.end());
     }
 }
 
