@@ -20,8 +20,6 @@ instead of files; ``tthsd`` / ``python -m tthsd_interface`` is the command line.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._downloader import TTHSDownloader
 from ._errors import (
     CallbackContextError,
@@ -43,33 +41,56 @@ from ._log import (
     set_log_file,
     use_default_log_file,
 )
-from ._types import (
-    Callback,
-    EmptyMsg,
-    EndOneMsg,
-    ErrMsg,
-    ErrorCode,
-    Event,
-    EventType,
-    Msg,
-    PerformanceStats,
-    StartOneMsg,
-    TaskStats,
-    TextMsg,
-    UpdateMsg,
-)
 
+# Not ``typing.TYPE_CHECKING``: the package's import leaves typing out (see ``_ffi``).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._asyncio import AsyncDownload, AsyncDownloader, download_async, fetch_async, stream
     from ._highlevel import download, fetch
     from ._results import DownloadEvent, FileFailure, FileResult
+    from ._types import (
+        Callback,
+        EmptyMsg,
+        EndOneMsg,
+        ErrMsg,
+        ErrorCode,
+        Event,
+        EventType,
+        Msg,
+        PerformanceStats,
+        StartOneMsg,
+        TaskStats,
+        TextMsg,
+        UpdateMsg,
+    )
 
 __version__ = "0.1.0"
 
 # The layers above the seed API are imported on first use: ``import asyncio`` alone costs
 # about 50 ms and each dataclass a few more, which every short-lived script (and the
 # command line) would otherwise pay at start, even one that only uses TTHSDownloader.
+# The typed shapes too: they need typing at run time (TypedDict), ~8 ms.
 _LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "Callback",
+            "EmptyMsg",
+            "EndOneMsg",
+            "ErrMsg",
+            "ErrorCode",
+            "Event",
+            "EventType",
+            "Msg",
+            "PerformanceStats",
+            "StartOneMsg",
+            "TaskStats",
+            "TextMsg",
+            "UpdateMsg",
+        ),
+        "_types",
+    ),
     **dict.fromkeys(
         ("AsyncDownload", "AsyncDownloader", "download_async", "fetch_async", "stream"), "_asyncio"
     ),

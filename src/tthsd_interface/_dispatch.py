@@ -31,13 +31,18 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, Final, cast
 
 from ._errors import CallbackContextError
 from ._ffi import EventQueue, NativeCallback
 from ._log import _TIlog
-from ._types import Callback
+
+# Not ``typing.TYPE_CHECKING``: the package's import leaves typing out (see ``_ffi``).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any, Final, cast
+
+    from ._types import Callback
 
 __all__ = ["Dispatcher", "Run"]
 
@@ -329,9 +334,10 @@ class Dispatcher:
 
 def _call_user(callback: Callback, event: dict[str, Any], msg: dict[str, Any], dl_id: int) -> None:
     # Both members of the Callback union take the two decoded dicts (an Event is a dict).
-    call = cast("Callable[[dict[str, Any], dict[str, Any]], object]", callback)
+    if TYPE_CHECKING:
+        callback = cast("Callable[[dict[str, Any], dict[str, Any]], object]", callback)
     try:
-        call(event, msg)
+        callback(event, msg)
     except BaseException:  # noqa: BLE001 - a user callback never stops the download
         _TIlog.exception(
             "callback %r raised on %s event of downloader %d (the download goes on)",

@@ -19,16 +19,21 @@ import json
 import os
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Final
 
 from . import _ffi
 from ._dispatch import Dispatcher, Run
 from ._errors import DownloaderClosedError
 from ._log import _TIlog
-from ._types import Callback
+
+# Not ``typing.TYPE_CHECKING``: the package's import leaves typing out (see ``_ffi``).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+    from types import TracebackType
+    from typing import Any, Final
+
+    from ._types import Callback
 
 __all__ = ["TTHSDownloader"]
 
@@ -182,6 +187,8 @@ class TTHSDownloader:
     @property
     def library_path(self) -> Path:
         """The library file in use."""
+        from pathlib import Path
+
         return Path(self._lib.path)
 
     @property

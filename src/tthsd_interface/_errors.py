@@ -24,10 +24,11 @@ instead.  Invalid Python arguments raise the ordinary built-in exceptions
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
+# Not ``typing.TYPE_CHECKING``: the package's import leaves typing out (see ``_ffi``).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._results import FileFailure, FileResult
 
 __all__ = [

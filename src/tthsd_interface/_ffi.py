@@ -27,10 +27,19 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from ctypes import POINTER, c_bool, c_char_p, c_int, c_size_t, c_uint32, c_uint64, c_void_p
-from pathlib import Path
-from typing import Any, Final, NamedTuple
 
 from ._errors import LibraryLoadError, LibraryNotFoundError
+
+# Not ``typing.TYPE_CHECKING``: typing and pathlib are left out of the import of the
+# package (~15 ms of every program's start); type checkers honour any constant so named.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any, Final
+
+    _ArgTypes = tuple[Any, ...]
+    # (export name, restype, argtypes)
+    _Decl = tuple[str, Any, _ArgTypes]
 
 __all__ = [
     "LIBRARY_ENV",
@@ -70,7 +79,7 @@ def _cwd_file_names(platform: str) -> list[str]:
     return names
 
 
-_PACKAGE_DIR: Final = Path(__file__).resolve().parent
+_PACKAGE_DIR: Final = os.path.dirname(os.path.realpath(__file__))
 
 
 def candidate_paths(
@@ -87,21 +96,41 @@ def candidate_paths(
     it).  Otherwise: ``$TTHSD_LIBRARY`` if set and non-empty, then the current directory,
     then this package's folder.  The keyword arguments exist for tests.
     """
+    from pathlib import Path
+
+    return [
+        Path(p)
+        for p in _candidates(
+            dll_path, environ=environ, cwd=cwd, package_dir=package_dir, platform=platform
+        )
+    ]
+
+
+def _candidates(
+    dll_path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    package_dir: str | os.PathLike[str] | None = None,
+    platform: str = sys.platform,
+) -> list[str]:
+    """:func:`candidate_paths` as strings (what loading needs, without pathlib)."""
+    join = os.path.join
     if dll_path is not None:
-        path = Path(dll_path)
-        if path.is_dir():
-            return [path / name for name in _cwd_file_names(platform)]
+        path = os.fspath(dll_path)
+        if os.path.isdir(path):
+            return [join(path, name) for name in _cwd_file_names(platform)]
         return [path]
     env = os.environ if environ is None else environ
-    base = Path.cwd() if cwd is None else Path(cwd)
-    pkg = _PACKAGE_DIR if package_dir is None else Path(package_dir)
-    paths: list[Path] = []
+    base = os.getcwd() if cwd is None else os.fspath(cwd)
+    pkg = _PACKAGE_DIR if package_dir is None else os.fspath(package_dir)
+    paths: list[str] = []
     from_env = env.get(LIBRARY_ENV, "")
     if from_env:
-        paths.append(Path(from_env))
-    paths += [base / name for name in _cwd_file_names(platform)]
-    paths.append(pkg / library_file_name(platform))
-    return [p if p.is_absolute() else base / p for p in paths]
+        paths.append(from_env)
+    paths += [join(base, name) for name in _cwd_file_names(platform)]
+    paths.append(join(pkg, library_file_name(platform)))
+    return [p if os.path.isabs(p) else join(base, p) for p in paths]
 
 
 def find_library(dll_path: str | os.PathLike[str] | None = None) -> Path:
@@ -109,11 +138,17 @@ def find_library(dll_path: str | os.PathLike[str] | None = None) -> Path:
 
     Raises :class:`LibraryNotFoundError` naming every path tried.
     """
-    tried = candidate_paths(dll_path)
+    from pathlib import Path
+
+    return Path(_find(dll_path))
+
+
+def _find(dll_path: str | os.PathLike[str] | None) -> str:
+    tried = _candidates(dll_path)
     for path in tried:
-        if path.is_file():
-            return path.absolute()
-    raise LibraryNotFoundError([str(p) for p in tried])
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+    raise LibraryNotFoundError(tried)
 
 
 # ---------------------------------------------------------------------------------------
@@ -124,22 +159,13 @@ _CALLBACK_TYPE: Final = ctypes.CFUNCTYPE(None, c_char_p, c_char_p)
 
 _BOOL_P: Final = POINTER(c_bool)
 
-_ArgTypes = tuple[Any, ...]
-
-
-class _Decl(NamedTuple):  # not a dataclass: dataclasses costs ~10 ms of import
-    name: str
-    restype: Any
-    argtypes: _ArgTypes
-
-
 _DECLARATIONS: Final[tuple[_Decl, ...]] = (
     # int start_download(const char* tasks_json, int task_count, int thread_count,
     #                    int chunk_size_mb, tthsd_callback cb, bool use_callback_url,
     #                    const char* user_agent, const char* remote_callback_url,
     #                    const bool* use_socket, const bool* is_multiple,
     #                    const char* headers_json);
-    _Decl(
+    (
         "start_download",
         c_int,
         (
@@ -160,7 +186,7 @@ _DECLARATIONS: Final[tuple[_Decl, ...]] = (
     #                    int chunk_size_mb, tthsd_callback cb, bool use_callback_url,
     #                    const char* user_agent, const char* remote_callback_url,
     #                    const bool* use_socket, const char* headers_json);
-    _Decl(
+    (
         "get_downloader",
         c_int,
         (
@@ -177,34 +203,34 @@ _DECLARATIONS: Final[tuple[_Decl, ...]] = (
         ),
     ),
     # int start_download_id(int id);
-    _Decl("start_download_id", c_int, (c_int,)),
+    ("start_download_id", c_int, (c_int,)),
     # int start_multiple_downloads_id(int id);
-    _Decl("start_multiple_downloads_id", c_int, (c_int,)),
+    ("start_multiple_downloads_id", c_int, (c_int,)),
     # int pause_download(int id);
-    _Decl("pause_download", c_int, (c_int,)),
+    ("pause_download", c_int, (c_int,)),
     # int resume_download(int id);
-    _Decl("resume_download", c_int, (c_int,)),
+    ("resume_download", c_int, (c_int,)),
     # int stop_download(int id);
-    _Decl("stop_download", c_int, (c_int,)),
+    ("stop_download", c_int, (c_int,)),
     # int set_speed_limit(int id, uint64_t bytes_per_second);
-    _Decl("set_speed_limit", c_int, (c_int, c_uint64)),
+    ("set_speed_limit", c_int, (c_int, c_uint64)),
     # int set_proxy(int id, const char* proxy_url);
-    _Decl("set_proxy", c_int, (c_int, c_char_p)),
+    ("set_proxy", c_int, (c_int, c_char_p)),
     # int set_retry_config(int id, uint32_t max_retries, uint64_t retry_delay_ms,
     #                      uint64_t max_retry_delay_ms);
-    _Decl("set_retry_config", c_int, (c_int, c_uint32, c_uint64, c_uint64)),
+    ("set_retry_config", c_int, (c_int, c_uint32, c_uint64, c_uint64)),
     # char* get_performance_stats(int id);   /* free with free_string */
     # (c_void_p, not c_char_p: ctypes would copy a c_char_p result into bytes and lose the
     # pointer that free_string needs.)
-    _Decl("get_performance_stats", c_void_p, (c_int,)),
+    ("get_performance_stats", c_void_p, (c_int,)),
     # void free_string(char* s);
-    _Decl("free_string", None, (c_void_p,)),
+    ("free_string", None, (c_void_p,)),
     # Go-era aliases.
     # int startDownload(const char* tasks_json, int task_count, int thread_count,
     #                   int chunk_size_mb, tthsd_callback cb, bool use_callback_url,
     #                   const char* user_agent, const char* remote_callback_url,
     #                   const bool* use_socket, const bool* is_multiple);
-    _Decl(
+    (
         "startDownload",
         c_int,
         (
@@ -224,48 +250,48 @@ _DECLARATIONS: Final[tuple[_Decl, ...]] = (
     #                   int chunk_size_mb, tthsd_callback cb, bool use_callback_url,
     #                   const char* user_agent, const char* remote_callback_url,
     #                   const bool* use_socket);
-    _Decl(
+    (
         "getDownloader",
         c_int,
         (c_char_p, c_int, c_int, c_int, _CALLBACK_TYPE, c_bool, c_char_p, c_char_p, _BOOL_P),
     ),
     # int startDownload_ID(int id);
-    _Decl("startDownload_ID", c_int, (c_int,)),
+    ("startDownload_ID", c_int, (c_int,)),
     # int startMultipleDownloads_ID(int id);
-    _Decl("startMultipleDownloads_ID", c_int, (c_int,)),
+    ("startMultipleDownloads_ID", c_int, (c_int,)),
     # int pauseDownload(int id);
-    _Decl("pauseDownload", c_int, (c_int,)),
+    ("pauseDownload", c_int, (c_int,)),
     # int resumeDownload(int id);
-    _Decl("resumeDownload", c_int, (c_int,)),
+    ("resumeDownload", c_int, (c_int,)),
     # int stopDownload(int id);
-    _Decl("stopDownload", c_int, (c_int,)),
+    ("stopDownload", c_int, (c_int,)),
     # Our additions.
     # const char* tthsd_version(void);   /* static, never freed */
-    _Decl("tthsd_version", c_char_p, ()),
+    ("tthsd_version", c_char_p, ()),
     # int tthsd_abi_version(void);
-    _Decl("tthsd_abi_version", c_int, ()),
+    ("tthsd_abi_version", c_int, ()),
     # int tthsd_last_error(char* buf, size_t len);
-    _Decl("tthsd_last_error", c_int, (POINTER(ctypes.c_char), c_size_t)),
+    ("tthsd_last_error", c_int, (POINTER(ctypes.c_char), c_size_t)),
     # int tthsd_set_timeouts(int id, uint64_t connect_timeout_ms, uint64_t read_timeout_ms);
-    _Decl("tthsd_set_timeouts", c_int, (c_int, c_uint64, c_uint64)),
+    ("tthsd_set_timeouts", c_int, (c_int, c_uint64, c_uint64)),
     # int tthsd_set_durability(int id, bool durable);   /* default true */
-    _Decl("tthsd_set_durability", c_int, (c_int, c_bool)),
+    ("tthsd_set_durability", c_int, (c_int, c_bool)),
     # int tthsd_queue_new(void);
-    _Decl("tthsd_queue_new", c_int, ()),
+    ("tthsd_queue_new", c_int, ()),
     # int tthsd_get_downloader_queued(int queue, const char* tasks_json, int task_count,
     #                                 int thread_count, int chunk_size_mb,
     #                                 bool use_callback_url, const char* user_agent,
     #                                 const char* remote_callback_url,
     #                                 const bool* use_socket, const char* headers_json);
-    _Decl(
+    (
         "tthsd_get_downloader_queued",
         c_int,
         (c_int, c_char_p, c_int, c_int, c_int, c_bool, c_char_p, c_char_p, _BOOL_P, c_char_p),
     ),
     # int tthsd_queue_poll(int queue, char* buf, size_t len, int timeout_ms);
-    _Decl("tthsd_queue_poll", c_int, (c_int, POINTER(ctypes.c_char), c_size_t, c_int)),
+    ("tthsd_queue_poll", c_int, (c_int, POINTER(ctypes.c_char), c_size_t, c_int)),
     # int tthsd_queue_close(int queue);
-    _Decl("tthsd_queue_close", c_int, (c_int,)),
+    ("tthsd_queue_close", c_int, (c_int,)),
 )
 
 # All of these, or the callback is used (earlier cores have none of them).
@@ -307,18 +333,42 @@ class NativeCallback:
         self._thunk = _CALLBACK_TYPE(thunk)
 
 
-class CreateArgs(NamedTuple):
+class CreateArgs:
     """What every creating export takes besides the event delivery (callback or queue)."""
 
-    tasks_json: str
-    task_count: int
-    thread_count: int
-    chunk_size_mb: int
-    use_callback_url: bool
-    user_agent: str | None
-    remote_callback_url: str | None
-    use_socket: bool | None
-    headers_json: str | None
+    __slots__ = (
+        "chunk_size_mb",
+        "headers_json",
+        "remote_callback_url",
+        "task_count",
+        "tasks_json",
+        "thread_count",
+        "use_callback_url",
+        "use_socket",
+        "user_agent",
+    )
+
+    def __init__(
+        self,
+        tasks_json: str,
+        task_count: int,
+        thread_count: int,
+        chunk_size_mb: int,
+        use_callback_url: bool,
+        user_agent: str | None,
+        remote_callback_url: str | None,
+        use_socket: bool | None,
+        headers_json: str | None,
+    ) -> None:
+        self.tasks_json = tasks_json
+        self.task_count = task_count
+        self.thread_count = thread_count
+        self.chunk_size_mb = chunk_size_mb
+        self.use_callback_url = use_callback_url
+        self.user_agent = user_agent
+        self.remote_callback_url = remote_callback_url
+        self.use_socket = use_socket
+        self.headers_json = headers_json
 
     def head(self) -> tuple[Any, ...]:
         """The C arguments before the callback."""
@@ -416,14 +466,14 @@ class NativeLibrary:
         except OSError as exc:
             raise LibraryLoadError(self.path, str(exc)) from exc
         self._fns: dict[str, Any] = {}
-        for decl in _DECLARATIONS:
+        for name, restype, argtypes in _DECLARATIONS:
             try:
-                fn = getattr(self._lib, decl.name)
+                fn = getattr(self._lib, name)
             except AttributeError:
                 continue
-            fn.restype = decl.restype
-            fn.argtypes = decl.argtypes
-            self._fns[decl.name] = fn
+            fn.restype = restype
+            fn.argtypes = argtypes
+            self._fns[name] = fn
         if not ({"start_download", "startDownload"} & self._fns.keys()):
             raise LibraryLoadError(
                 self.path, "exports neither start_download nor startDownload: not a TTHSD core"
@@ -614,7 +664,7 @@ _cache_lock = threading.Lock()
 
 def load_library(dll_path: str | os.PathLike[str] | None = None) -> NativeLibrary:
     """Find (see :func:`find_library`) and load the library; one instance per file."""
-    path = find_library(dll_path)
+    path = _find(dll_path)
     key = os.path.realpath(path)
     with _cache_lock:
         lib = _cache.get(key)

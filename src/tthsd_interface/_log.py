@@ -1,7 +1,7 @@
 """``_TIlog``: the package's asynchronous, thread-safe logger.
 
-Records go through a :class:`logging.handlers.QueueHandler` to one background
-:class:`~logging.handlers.QueueListener`, which writes them at level INFO to
+Records go through a queue to one background thread (a small listener of our own, see
+``_Listener``), which writes them at level INFO to
 
 * the console (standard error), and
 * the file ``TTHSDPyInter.log``: next to ``sys.executable`` in a frozen program
@@ -35,11 +35,13 @@ import os
 import queue
 import sys
 import threading
-from pathlib import Path
-from typing import TYPE_CHECKING, Final, TextIO
 
+# Not ``typing.TYPE_CHECKING``: importing typing (and pathlib) costs every program ~15 ms
+# of start-up; type checkers treat any constant of this name the same way.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from logging.handlers import QueueHandler, QueueListener
+    from pathlib import Path
+    from typing import Final, TextIO  # noqa: F401 - used in a string, as a base class argument
 
 __all__ = [
     "LOG_FILE_ENV",
@@ -61,9 +63,24 @@ _FORMAT: Final = "%(asctime)s [%(levelname)s] %(threadName)s: %(message)s"
 
 def default_log_dir() -> Path:
     """The folder of ``TTHSDPyInter.log`` when nothing overrides it."""
+    from pathlib import Path
+
+    return Path(_default_log_dir())
+
+
+def _default_log_dir() -> str:
     if getattr(sys, "frozen", False):
-        return Path(sys.executable).resolve().parent
-    return Path.cwd()
+        return os.path.dirname(os.path.realpath(sys.executable))
+    return os.getcwd()
+
+
+def _as_path(path: str | None) -> Path | None:
+    """What the public functions return; pathlib is imported only when one is called."""
+    if path is None:
+        return None
+    from pathlib import Path
+
+    return Path(path)
 
 
 class _LazyFileHandler(logging.FileHandler):
@@ -71,7 +88,7 @@ class _LazyFileHandler(logging.FileHandler):
     be opened, says so once on standard error and stops trying (instead of printing a
     traceback for every record)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         super().__init__(path, mode="a", encoding="utf-8", delay=True)
         self._broken = False
 
@@ -80,7 +97,7 @@ class _LazyFileHandler(logging.FileHandler):
             return
         if self.stream is None:
             try:
-                Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
                 self.stream = self._open()
             except OSError as exc:
                 self._broken = True
@@ -92,7 +109,7 @@ class _LazyFileHandler(logging.FileHandler):
         super().emit(record)
 
 
-class _StderrHandler(logging.StreamHandler[TextIO]):
+class _StderrHandler(logging.StreamHandler["TextIO"]):  # a string: typing is not imported
     """Writes to whatever ``sys.stderr`` is when the record is written (a program, or a
     test runner, may replace it after the handler was made)."""
 
@@ -111,16 +128,46 @@ class _Unset:
 _UNSET: Final = _Unset()
 
 
+class _Listener:
+    """The thread that writes queued records to the handlers.
+
+    What :class:`logging.handlers.QueueListener` does (with ``respect_handler_level``), in
+    a few lines: importing ``logging.handlers`` pulls in socket, pickle and more, ~7 ms
+    that every program paid with its first record.
+    """
+
+    _STOP: Final = None
+
+    def __init__(
+        self, records: queue.SimpleQueue[logging.LogRecord | None], handlers: list[logging.Handler]
+    ) -> None:
+        self._records = records
+        self._handlers = handlers
+        self._thread = threading.Thread(target=self._run, name="tthsd-log", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (record := self._records.get()) is not self._STOP:
+            for handler in self._handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+
+    def stop(self) -> None:
+        """Writes what is queued, then ends the thread."""
+        self._records.put(self._STOP)
+        self._thread.join()
+
+
 class _LogState:
     """Everything mutable about logging, behind ``self._lock``."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self.queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        self._listener: QueueListener | None = None
+        self.queue: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+        self._listener: _Listener | None = None
         self._handlers: list[logging.Handler] = []
-        self._file_choice: Path | _Unset | None = _UNSET
-        self._file: Path | None = None
+        self._file_choice: str | _Unset | None = _UNSET  # absolute paths
+        self._file: str | None = None
         self._console = True
         self._shut_down = False
 
@@ -144,13 +191,13 @@ class _LogState:
                 if record.levelno >= handler.level:
                     handler.handle(record)
 
-    def _resolve_file(self) -> Path | None:
+    def _resolve_file(self) -> str | None:
         if not isinstance(self._file_choice, _Unset):
             return self._file_choice
         env = os.environ.get(LOG_FILE_ENV)
         if env is not None:
-            return Path(env).absolute() if env else None
-        return default_log_dir() / LOG_FILE_NAME
+            return os.path.abspath(env) if env else None
+        return os.path.join(_default_log_dir(), LOG_FILE_NAME)
 
     def _make_handlers(self) -> list[logging.Handler]:
         formatter = logging.Formatter(_FORMAT)
@@ -165,14 +212,8 @@ class _LogState:
         return handlers
 
     def _start_locked(self) -> None:
-        # Imported here, not at the top: logging.handlers pulls in socket and friends,
-        # about 6 ms of every program's start, and only a first record needs it.
-        from logging.handlers import QueueListener
-
         self._handlers = self._make_handlers()
-        listener = QueueListener(self.queue, *self._handlers, respect_handler_level=True)
-        listener.start()
-        self._listener = listener
+        self._listener = _Listener(self.queue, self._handlers)
 
     def _stop_locked(self) -> None:
         if self._listener is not None:
@@ -185,7 +226,7 @@ class _LogState:
     def reconfigure(
         self,
         *,
-        file: Path | _Unset | None = _UNSET,
+        file: str | _Unset | None = _UNSET,
         console: bool | None = None,
         reset_file: bool = False,
     ) -> None:
@@ -207,7 +248,7 @@ class _LogState:
                 self._stop_locked()  # drains the queue into the handlers
                 self._start_locked()
 
-    def current_file(self) -> Path | None:
+    def current_file(self) -> str | None:
         with self._lock:
             if self._listener is not None or self._handlers:
                 return self._file
@@ -223,24 +264,33 @@ _state = _LogState()
 
 
 class _StartingQueueHandler(logging.Handler):
-    """Starts the listener with the first record, and queues records for it (through a
-    :class:`~logging.handlers.QueueHandler` made then, see ``_start_locked``)."""
+    """Starts the listener with the first record, and queues records for it."""
 
-    def __init__(self, records: queue.SimpleQueue[logging.LogRecord]) -> None:
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord | None]) -> None:
         super().__init__()
         self.queue = records
-        self._queue_handler: QueueHandler | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         if not _state.ensure_started():
             _state.handle_synchronously(record)
             return
-        handler = self._queue_handler
-        if handler is None:
-            from logging.handlers import QueueHandler
+        try:
+            self.queue.put(self._prepare(record))
+        except Exception:  # noqa: BLE001 - a handler reports through handleError, never raises
+            self.handleError(record)
 
-            handler = self._queue_handler = QueueHandler(self.queue)
-        handler.emit(record)
+    def _prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """A copy with the message merged now, as ``QueueHandler.prepare`` makes it: the
+        arguments may change (or die) before the listener writes the record, and the
+        traceback text is formatted on the thread that has the exception."""
+        text = self.format(record)
+        prepared = logging.makeLogRecord(record.__dict__)
+        prepared.message = prepared.msg = text
+        prepared.args = None
+        prepared.exc_info = None
+        prepared.exc_text = None
+        prepared.stack_info = None
+        return prepared
 
 
 def _make_logger() -> logging.Logger:
@@ -265,7 +315,7 @@ def set_log_file(path: str | os.PathLike[str] | None) -> None:
 
     Overrides ``TTHSD_LOG_FILE``.  The file is created on the next record.
     """
-    _state.reconfigure(file=None if path is None else Path(path).absolute())
+    _state.reconfigure(file=None if path is None else os.path.abspath(path))
 
 
 def set_console_logging(enabled: bool) -> None:
@@ -285,4 +335,4 @@ def flush_log() -> None:
 
 def current_log_file() -> Path | None:
     """Where the log file is (or would be, if nothing has been logged yet); None if off."""
-    return _state.current_file()
+    return _as_path(_state.current_file())
