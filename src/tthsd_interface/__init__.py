@@ -71,26 +71,7 @@ __version__ = "0.1.0"
 # The layers above the seed API are imported on first use: ``import asyncio`` alone costs
 # about 50 ms and each dataclass a few more, which every short-lived script (and the
 # command line) would otherwise pay at start, even one that only uses TTHSDownloader.
-# The typed shapes too: they need typing at run time (TypedDict), ~8 ms.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(
-        (
-            "Callback",
-            "EmptyMsg",
-            "EndOneMsg",
-            "ErrMsg",
-            "ErrorCode",
-            "Event",
-            "EventType",
-            "Msg",
-            "PerformanceStats",
-            "StartOneMsg",
-            "TaskStats",
-            "TextMsg",
-            "UpdateMsg",
-        ),
-        "_types",
-    ),
     **dict.fromkeys(
         ("AsyncDownload", "AsyncDownloader", "download_async", "fetch_async", "stream"), "_asyncio"
     ),
@@ -101,6 +82,10 @@ _LAZY: dict[str, str] = {
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
+    if module is None and name in __all__:
+        # Every other public name is bound at import, except the typed shapes (they need
+        # typing at run time, for TypedDict: ~8 ms): those come from ``_types``.
+        module = "_types"
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
@@ -111,7 +96,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

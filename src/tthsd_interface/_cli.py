@@ -11,13 +11,10 @@ Human output goes to standard error (live bars on a terminal, plain lines otherw
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import random
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -356,6 +353,12 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    # Only the demo needs these; a download's start-up does not pay for them (_hashlib
+    # loads OpenSSL: ~7 ms).
+    import hashlib
+    import random
+    import tempfile
+
     from .demo import serve_files
 
     rng = random.Random(20240601)  # noqa: S311 - test data, not secrets

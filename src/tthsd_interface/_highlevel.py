@@ -14,8 +14,6 @@ asyncio API shares with them.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -422,6 +420,9 @@ def fetch(
     folder, without fsyncs) that is read back and deleted.  Raises :class:`DownloadError`
     when the file could not be downloaded.
     """
+    import shutil  # here: only fetch() needs them, and they cost every program's start
+    import tempfile
+
     folder = tempfile.mkdtemp(prefix="tthsd-fetch-", dir=tmp_dir)
     try:
         target = Path(folder) / "body"

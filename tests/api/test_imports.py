@@ -1,0 +1,68 @@
+"""What ``import tthsd_interface`` costs: the modules it leaves out stay out.
+
+Start-up is part of every short-lived program's run (and of the benchmark's wall time):
+typing, pathlib and logging.handlers together were ~20 ms of it. Each check runs in a
+fresh interpreter, where nothing else has imported them yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tthsd_interface
+
+# Heavy modules the package must not import until a feature needs them.
+LEFT_OUT = (
+    "asyncio",
+    "dataclasses",
+    "logging.handlers",
+    "pathlib",
+    "rich",
+    "typing",
+)
+
+
+def _loaded_after(code: str, tmp_path: Path) -> list[str]:
+    """Runs ``code`` in a fresh interpreter; the LEFT_OUT modules it has loaded."""
+    report = f"print(json.dumps([m for m in {LEFT_OUT!r} if m in sys.modules]))"
+    probe = f"import sys, json\n{code}\n{report}"
+    env = dict(os.environ, TTHSD_LOG_FILE=str(tmp_path / "log.txt"))
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path,
+        timeout=60, check=True,
+    )  # fmt: skip
+    loaded: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_importing_the_package_leaves_heavy_modules_out(tmp_path: Path) -> None:
+    assert _loaded_after("import tthsd_interface", tmp_path) == []
+
+
+def test_a_downloader_and_its_first_log_record_leave_them_out(tmp_path: Path) -> None:
+    code = (
+        "import tthsd_interface as t\n"
+        "d = t.TTHSDownloader()\n"
+        "t._log._TIlog.info('first record')\n"
+        "t.flush_log()\n"
+        "d.close()\n"
+    )
+    assert _loaded_after(code, tmp_path) == []
+    assert "first record" in (tmp_path / "log.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", tthsd_interface.__all__)
+def test_every_public_name_resolves(name: str) -> None:
+    assert getattr(tthsd_interface, name) is not None
+    assert name in dir(tthsd_interface)
+
+
+def test_the_typed_shapes_load_on_first_use(tmp_path: Path) -> None:
+    code = "import tthsd_interface as t\nassert t.Event.__name__ == 'Event'\n"
+    assert _loaded_after(code, tmp_path) == ["typing"]
