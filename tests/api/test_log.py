@@ -31,8 +31,8 @@ def default_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_the_logger_is_info_and_asynchronous() -> None:
     assert _TIlog.name == "tthsd_interface"
     assert _TIlog.getEffectiveLevel() == logging.INFO
-    # One handler, which only queues records (through a logging.handlers.QueueHandler
-    # made with the first record) for the listener thread.
+    # One handler, which only queues records (their message merged, as
+    # logging.handlers.QueueHandler would) for the listener thread.
     (handler,) = [h for h in _TIlog.handlers if isinstance(h, _log._StartingQueueHandler)]
     assert handler.queue is _log._state.queue
     assert _TIlog.propagate is False

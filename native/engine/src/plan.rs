@@ -8,8 +8,9 @@
 //! same byte.
 //!
 //! The probe (the first response, whose range was chosen before the size was known)
-//! rarely ends on a piece boundary. The rest of the piece it ends in is queued last and
-//! kept for the probe's own connection, which continues there: that connection then
+//! rarely ends on a piece boundary. The rest of the piece it ends in is queued last, and
+//! the probe's connection asks for the piece that starts where it stopped first, so it
+//! continues there (others take it only once the queue is otherwise empty): it then
 //! does whole pieces like every other one, instead of the probe plus a whole piece more
 //! (at 16 connections per-connection-throttled, the difference between all connections
 //! finishing together and the probe's connection finishing ~30 ms after them).
