@@ -147,7 +147,9 @@ def _find(dll_path: str | os.PathLike[str] | None) -> str:
     tried = _candidates(dll_path)
     for path in tried:
         if os.path.isfile(path):
-            return os.path.abspath(path)
+            # Not os.path.abspath: it folds ``..`` by text, which through a symlink names
+            # another file than the one just found (Path.absolute() did not fold).
+            return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
     raise LibraryNotFoundError(tried)
 
 

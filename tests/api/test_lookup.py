@@ -148,3 +148,17 @@ def test_a_library_that_is_not_a_tthsd_core(tmp_path: Path, fake_core: Path) -> 
     subprocess.run([cc, "-shared", "-fPIC", "-o", str(other), str(source)], check=True)
     with pytest.raises(LibraryLoadError, match="not a TTHSD core"):
         TTHSDownloader(other)
+
+
+def test_a_path_through_a_symlink_and_dotdot_loads_the_file_found(
+    tmp_path: Path, fake_core: Path
+) -> None:
+    # link -> real/inner, so link/.. is real, not tmp_path: the path must not be folded
+    # by text (that would name tmp_path/<lib>, which does not exist).
+    (tmp_path / "real" / "inner").mkdir(parents=True)
+    shutil.copy(fake_core, tmp_path / "real" / "core.so")
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "inner")
+    given = tmp_path / "link" / ".." / "core.so"
+    found = find_library(given)
+    assert found.is_file() and found.samefile(tmp_path / "real" / "core.so")
+    assert TTHSDownloader(dll_path=given).library_path.samefile(found)
