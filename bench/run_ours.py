@@ -17,8 +17,10 @@ by Type), `errors` (the first few `err` messages), `api_wall` and `api_cpu` (sec
 `start_download` to the end, CPU of the whole process over that span), `startup` (seconds
 from interpreter start to a constructed downloader), `wait_by`, and with --stats `state`
 and `stats` (a few keys of `get_performance_stats` after the end: thread_count, chunk_size,
-retries, bytes_fetched...). Exit status: 0 success, 1 an `err` event or a failed state, 2 bad
-arguments, 3 import or library failure, 4 `start_download` refused, 5 timeout.
+retries, bytes_fetched...). Exit status: 0 success, 1 an `err` event (seen with --callback)
+or a failed or stopped state (known with --stats, or when the end was found by polling),
+2 bad arguments, 3 import or library failure, 4 `start_download` refused, 5 timeout. A run
+that fails without telling us either way still fails bench.py's SHA-256 check.
 
 The harness is part of what the parent times, so it imports no more than it needs: no
 argparse, pathlib or typing (together ~20 ms of a start-up that curl does in C).
@@ -40,6 +42,7 @@ T_START = time.perf_counter()
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -160,7 +163,7 @@ def main() -> int:
             ended.set()
 
     has_wait = callable(getattr(dl, "wait", None))
-    callback = count_events
+    callback: Callable[[dict[str, Any], dict[str, Any]], None] | None = count_events
     if not args.callback:
         callback = None
         if not has_wait and getattr(dl, "get_performance_stats", None) is None:
@@ -193,6 +196,7 @@ def main() -> int:
         return 4
 
     deadline = t0 + args.timeout
+    stats: dict[str, Any] = {}
     if has_wait:
         report["wait_by"] = "wait()"
         if not call_wait(dl, dl_id, args.timeout):
@@ -222,7 +226,6 @@ def main() -> int:
         emit(report)
         print(f"run_ours: no end within {args.timeout:.0f} s", file=sys.stderr)
         return 5
-    stats: dict[str, Any] = {}
     if args.stats:
         try:
             stats = stats_of(dl, dl_id) or {}
