@@ -61,14 +61,8 @@ LOG_FILE_ENV: Final = "TTHSD_LOG_FILE"
 _FORMAT: Final = "%(asctime)s [%(levelname)s] %(threadName)s: %(message)s"
 
 
-def default_log_dir() -> Path:
-    """The folder of ``TTHSDPyInter.log`` when nothing overrides it."""
-    from pathlib import Path
-
-    return Path(_default_log_dir())
-
-
 def _default_log_dir() -> str:
+    """The folder of ``TTHSDPyInter.log`` when nothing overrides it."""
     if getattr(sys, "frozen", False):
         return os.path.dirname(os.path.realpath(sys.executable))
     return os.getcwd()

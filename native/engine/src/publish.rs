@@ -78,7 +78,6 @@ fn sync_data(part: &File) -> io::Result<Option<u64>> {
         use std::os::unix::fs::MetadataExt;
         if let Ok(meta) = part.metadata()
             && meta.len() <= GROUP_MAX_BYTES
-            && syncfs_is_reliable(part)
             && group_sync(part, meta.dev()).is_ok()
         {
             return Ok(Some(meta.dev()));
@@ -123,6 +122,8 @@ struct Group {
     synced: u64,
     succeeded: u64,
     leading: bool,
+    /// [`syncfs_is_reliable`] for this file system, asked once.
+    reliable: Option<bool>,
 }
 
 #[cfg(target_os = "linux")]
@@ -131,7 +132,11 @@ fn group_sync(part: &File, dev: u64) -> io::Result<()> {
     static GROUPS: OnceLock<(Mutex<HashMap<u64, Group>>, std::sync::Condvar)> = OnceLock::new();
     let (groups, cond) = GROUPS.get_or_init(Default::default);
     let mut map = groups.lock().unwrap_or_else(|e| e.into_inner());
-    let mine = map.entry(dev).or_default().open + 1;
+    let g = map.entry(dev).or_default();
+    if !*g.reliable.get_or_insert_with(|| syncfs_is_reliable(part)) {
+        return Err(io::ErrorKind::Unsupported.into());
+    }
+    let mine = g.open + 1;
     loop {
         let g = map.entry(dev).or_default();
         if g.synced >= mine {
