@@ -139,7 +139,7 @@ class AsyncDownload:
 
     @property
     def paths(self) -> tuple[Path, ...]:
-        return self.plan.paths
+        return tuple(Path(p) for p in self.plan.paths)
 
     # -- events -----------------------------------------------------------------------
     def _native_callback(self) -> Callable[[dict[str, Any], dict[str, Any]], None]:

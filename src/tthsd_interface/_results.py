@@ -15,13 +15,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
+from ._fields import event_type, float_field, int_field, str_field, success
 from ._types import EventType
 
 __all__ = ["DownloadEvent", "FileFailure", "FileResult"]
-
-_EVENT_TYPES: frozenset[str] = frozenset(
-    {"start", "startOne", "update", "end", "endOne", "msg", "err"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +50,6 @@ class FileFailure:
     """The core's sentence."""
 
 
-def _int(value: object) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
-
-
 @dataclass(frozen=True, slots=True)
 class DownloadEvent:
     """One event of the core (see ``docs/callbacks.md`` for every type and key).
@@ -78,12 +71,11 @@ class DownloadEvent:
         cls, event: Mapping[str, Any], msg: Mapping[str, Any], downloader_id: int = 0
     ) -> DownloadEvent:
         """Build from the two dicts a callback receives."""
-        kind = str(event.get("Type", ""))
         return cls(
-            type=cast("EventType", kind if kind in _EVENT_TYPES else "msg"),
-            name=str(event.get("Name", "")),
-            show_name=str(event.get("ShowName", "")),
-            id=str(event.get("ID", "")),
+            type=cast("EventType", event_type(event)),
+            name=str_field(event, "Name"),
+            show_name=str_field(event, "ShowName"),
+            id=str_field(event, "ID"),
             msg=MappingProxyType(dict(msg)),
             downloader_id=downloader_id,
         )
@@ -91,63 +83,62 @@ class DownloadEvent:
     @property
     def downloaded(self) -> int:
         """``update``: bytes of this file on disk so far."""
-        return _int(self.msg.get("Downloaded"))
+        return int_field(self.msg, "Downloaded")
 
     @property
     def total(self) -> int:
         """``update``: the file's size (0 when unknown); ``startOne``/``endOne``: task count."""
-        return _int(self.msg.get("Total"))
+        return int_field(self.msg, "Total")
 
     @property
     def speed(self) -> float:
         """``update``: smoothed speed in bytes per second."""
-        value = self.msg.get("Speed", 0.0)
-        return float(value) if isinstance(value, (int, float)) else 0.0
+        return float_field(self.msg, "Speed")
 
     @property
     def contiguous(self) -> int:
         """``update``: bytes from offset 0 that are all on disk (0 from Go-era cores)."""
-        return _int(self.msg.get("Contiguous"))
+        return int_field(self.msg, "Contiguous")
 
     @property
     def index(self) -> int:
         """``startOne``/``endOne``: 1-based position of the task."""
-        return _int(self.msg.get("Index"))
+        return int_field(self.msg, "Index")
 
     @property
     def url(self) -> str:
         """``startOne``/``endOne``: the task's URL."""
-        return str(self.msg.get("URL", ""))
+        return str_field(self.msg, "URL")
 
     @property
     def save_path(self) -> str:
         """``startOne``/``endOne``: the task's path."""
-        return str(self.msg.get("SavePath", ""))
+        return str_field(self.msg, "SavePath")
 
     @property
     def success(self) -> bool:
         """``endOne``: whether the file completed."""
-        return self.msg.get("Success") is True
+        return success(self.msg)
 
     @property
     def text(self) -> str:
         """``msg``: the notice."""
-        return str(self.msg.get("Text", ""))
+        return str_field(self.msg, "Text")
 
     @property
     def error(self) -> str:
         """``err``: the core's sentence."""
-        return str(self.msg.get("Error", ""))
+        return str_field(self.msg, "Error")
 
     @property
     def code(self) -> str:
         """``err``: the stable machine code."""
-        return str(self.msg.get("Code", ""))
+        return str_field(self.msg, "Code")
 
 
 def file_size(path: str | os.PathLike[str]) -> int | None:
     """The size of ``path``, or None when it is not a file."""
     try:
-        return Path(path).stat().st_size
+        return os.stat(path).st_size
     except OSError:
         return None

@@ -66,3 +66,18 @@ def test_every_public_name_resolves(name: str) -> None:
 def test_the_typed_shapes_load_on_first_use(tmp_path: Path) -> None:
     code = "import tthsd_interface as t\nassert t.Event.__name__ == 'Event'\n"
     assert _loaded_after(code, tmp_path) == ["typing"]
+
+
+def test_the_command_line_up_to_its_first_request_leaves_them_out(tmp_path: Path) -> None:
+    # What `tthsd -q -d out URL...` runs before the core's first request: the result
+    # dataclasses and pathlib load later, while the core downloads (prepare_outcome).
+    code = (
+        "from tthsd_interface import _cli\n"
+        "args = _cli._parser().parse_args(\n"
+        "    ['-q', '-x', '16', '-k', '10', '-d', 'out', 'http://h/a.bin', 'https://h/b?x=1#y']\n"
+        ")\n"
+        "plan = _cli._plan(args, _cli._jobs(args))\n"
+        "assert plan.paths == ('out/a.bin', 'out/b'), plan.paths\n"
+        "assert 'urllib.parse' not in sys.modules\n"
+    )
+    assert _loaded_after(code, tmp_path) == []

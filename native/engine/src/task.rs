@@ -44,13 +44,15 @@ pub fn parse_tasks(json: &str, expected: Option<usize>) -> Result<Vec<TaskSpec>>
     }
     let mut tasks = Vec::with_capacity(items.len());
     let mut seen = HashSet::new();
+    // Asked once, not per task: a list of 1,000 relative paths made 1,000 getcwd calls.
+    let mut cwd: Option<PathBuf> = None;
     for (i, item) in items.iter().enumerate() {
         let Value::Object(obj) = item else {
             return Err(Error::invalid(format!("task {i} is not a JSON object")));
         };
         let task =
             parse_task(obj).map_err(|e| Error::invalid(format!("task {i}: {}", e.message)))?;
-        if !seen.insert(normalize(&task.save_path)) {
+        if !seen.insert(normalize(&task.save_path, &mut cwd)) {
             return Err(Error::invalid(format!(
                 "task {i}: save_path {:?} is used by an earlier task",
                 task.save_path
@@ -185,14 +187,15 @@ fn parse_headers_value(value: &Value) -> Result<Vec<(String, String)>> {
 }
 
 /// A lexical absolute form of a path, so `a/b` and `./a/../a/b` count as the same file.
-fn normalize(path: &Path) -> PathBuf {
-    let base = if path.is_absolute() {
-        PathBuf::new()
+fn normalize(path: &Path, cwd: &mut Option<PathBuf>) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
     } else {
-        std::env::current_dir().unwrap_or_default()
+        cwd.get_or_insert_with(|| std::env::current_dir().unwrap_or_default())
+            .join(path)
     };
     let mut out = PathBuf::new();
-    for comp in base.join(path).components() {
+    for comp in absolute.components() {
         match comp {
             Component::CurDir => {}
             Component::ParentDir => {
