@@ -23,7 +23,8 @@ or a failed or stopped state (known with --stats, or when the end was found by p
 that fails without telling us either way still fails bench.py's SHA-256 check.
 
 The harness is part of what the parent times, so it imports no more than it needs: no
-argparse, pathlib or typing (together ~20 ms of a start-up that curl does in C).
+argparse, pathlib or typing (together ~20 ms of a start-up that curl does in C), and json
+only to print the report.
 
 `--lib PATH` sets TTHSD_LIBRARY before the import. Run with the cwd in the work dir: the
 package's log file lands in the cwd.
@@ -31,7 +32,6 @@ package's log file lands in the cwd.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import sys
@@ -58,6 +58,10 @@ REPORT_PREFIX = "run_ours-report: "
 
 
 def emit(report: dict[str, Any]) -> None:
+    # json only now: the package loads it on its dispatcher thread once a download runs,
+    # so a successful run finds it loaded; a top-level import would be ~5 ms of start-up.
+    import json
+
     sys.stdout.write(REPORT_PREFIX + json.dumps(report, sort_keys=True) + "\n")
     sys.stdout.flush()
 
@@ -77,6 +81,8 @@ def stats_of(dl: Any, dl_id: int) -> dict[str, Any] | None:
         return None
     stats = get(dl_id)
     if isinstance(stats, (str, bytes)):
+        import json
+
         stats = json.loads(stats)
     return stats if isinstance(stats, dict) else None
 

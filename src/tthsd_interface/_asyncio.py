@@ -39,7 +39,7 @@ from ._highlevel import (
     progress_handler,
     start_downloader,
 )
-from ._log import _TIlog
+from ._log import tilog
 from ._results import DownloadEvent, FileFailure, FileResult
 
 __all__ = ["AsyncDownload", "AsyncDownloader", "download_async", "fetch_async", "stream"]
@@ -163,7 +163,7 @@ class AsyncDownload:
             try:
                 self._on_progress(ev)
             except Exception:  # noqa: BLE001 - a progress callable never stops a download
-                _TIlog.exception("progress callable raised on %s event (ignored)", ev.type)
+                tilog().exception("progress callable raised on %s event (ignored)", ev.type)
         self._queue.put(ev)
         if ev.type == "end":
             self._finish()

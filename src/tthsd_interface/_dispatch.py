@@ -27,14 +27,13 @@ The contract:
 from __future__ import annotations
 
 import itertools
-import json
 import queue
 import threading
 import time
 
 from ._errors import CallbackContextError
 from ._ffi import EventQueue, NativeCallback
-from ._log import _TIlog
+from ._log import tilog
 
 # Not ``typing.TYPE_CHECKING``: the package's import leaves typing out (see ``_ffi``).
 TYPE_CHECKING = False
@@ -98,9 +97,14 @@ _SHUTDOWN: Final = _Shutdown()
 _Item = tuple[Run, bytes | None, bytes | None] | _Stopped | _Shutdown
 
 
+_DELIVERY_FAILED: Final = "TTHSD dispatcher: unexpected error while delivering an event"
+
+
 def _decode(raw: bytes | None) -> Any:
     if raw is None:
         return {}
+    import json  # here, on the dispatcher thread once a download runs: see _jsontext
+
     return json.loads(raw.decode("utf-8", "replace"))
 
 
@@ -266,7 +270,7 @@ class Dispatcher:
             try:
                 self._deliver(*item)
             except BaseException:  # noqa: BLE001 - the thread must outlive anything
-                _TIlog.exception("TTHSD dispatcher: unexpected error while delivering an event")
+                tilog().exception(_DELIVERY_FAILED)
 
     def _poll_loop(self) -> None:
         events = self._events
@@ -275,23 +279,27 @@ class Dispatcher:
             raw = events.poll(-1)
             if raw is None:
                 return  # closed by shutdown(), and everything delivered
+            # Imported with the first batch, on this thread, while the download runs (see
+            # _jsontext); later batches find it in sys.modules.
+            import json
+
             try:
                 items = json.loads(raw)
             except ValueError as exc:
-                _TIlog.warning("undecodable batch of events dropped (%s): %r", exc, raw[:200])
+                tilog().warning("undecodable batch of events dropped (%s): %r", exc, raw[:200])
                 continue
             for item in items if isinstance(items, list) else ():
                 try:
                     self._take(item)
                 except BaseException:  # noqa: BLE001 - the thread must outlive anything
-                    _TIlog.exception("TTHSD dispatcher: unexpected error while delivering an event")
+                    tilog().exception(_DELIVERY_FAILED)
 
     def _take(self, item: Any) -> None:
         """One ``[downloader_id, event, msg]`` item of a polled batch."""
         dl_id, event, msg = item
         run = self._by_id.get(dl_id)
         if run is None:
-            _TIlog.debug("event for unknown downloader %r dropped", dl_id)
+            tilog().debug("event for unknown downloader %r dropped", dl_id)
             return
         if event is None and msg is None:  # released: nothing more will come for the id
             del self._by_id[dl_id]
@@ -306,7 +314,7 @@ class Dispatcher:
             event = _decode(event_json)
             msg = _decode(msg_json)
         except ValueError as exc:
-            _TIlog.warning(
+            tilog().warning(
                 "downloader %d: undecodable event dropped (%s): %r %r",
                 run.downloader_id, exc, event_json, msg_json,
             )  # fmt: skip
@@ -315,7 +323,7 @@ class Dispatcher:
 
     def _deliver_decoded(self, run: Run, event: Any, msg: Any, raw: object) -> None:
         if not isinstance(event, dict) or not isinstance(msg, dict):
-            _TIlog.warning(
+            tilog().warning(
                 "downloader %d: event that is not a JSON object dropped: %r",
                 run.downloader_id, raw,
             )  # fmt: skip
@@ -339,7 +347,7 @@ def _call_user(callback: Callback, event: dict[str, Any], msg: dict[str, Any], d
     try:
         callback(event, msg)
     except BaseException:  # noqa: BLE001 - a user callback never stops the download
-        _TIlog.exception(
+        tilog().exception(
             "callback %r raised on %s event of downloader %d (the download goes on)",
             getattr(callback, "__qualname__", callback), event.get("Type"), dl_id,
         )  # fmt: skip

@@ -15,15 +15,14 @@ instance is running or will run.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import weakref
 
-from . import _ffi
+from . import _ffi, _jsontext
 from ._dispatch import Dispatcher, Run
 from ._errors import DownloaderClosedError
-from ._log import _TIlog
+from ._log import tilog
 
 # Not ``typing.TYPE_CHECKING``: the package's import leaves typing out (see ``_ffi``).
 TYPE_CHECKING = False
@@ -116,7 +115,7 @@ def _headers_json(headers: Mapping[str, str] | None) -> str | None:
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("headers must map str to str")
-    return json.dumps(dict(headers), ensure_ascii=False)
+    return _jsontext.dumps(dict(headers))
 
 
 class _Session:
@@ -140,7 +139,7 @@ class _Session:
     def stop(self, downloader_id: int, *, quiet: bool = False) -> bool:
         rc = self.lib.stop_download(downloader_id)
         if rc != 0:
-            _TIlog.warning(
+            tilog().warning(
                 "stop_download(%d) failed: %s", downloader_id, self.lib.last_error() or "-1"
             )
             return False
@@ -149,9 +148,9 @@ class _Session:
         if run is not None:
             self.dispatcher.stopped(run)
         if quiet:
-            _TIlog.debug("downloader %d released", downloader_id)
+            tilog().debug("downloader %d released", downloader_id)
         else:
-            _TIlog.info("downloader %d stopped", downloader_id)
+            tilog().info("downloader %d stopped", downloader_id)
         return True
 
     def close(self) -> None:
@@ -283,7 +282,7 @@ class TTHSDownloader:
         start: bool,
     ) -> int:
         tasks = build_tasks(urls, save_paths, show_names=show_names, ids=ids, checksums=checksums)
-        tasks_json = json.dumps(tasks, ensure_ascii=False)
+        tasks_json = _jsontext.dumps(tasks)
         headers_json = _headers_json(headers)
         _int_arg("thread_count", thread_count)
         _int_arg("chunk_size_mb", chunk_size_mb)
@@ -309,12 +308,12 @@ class TTHSDownloader:
                 if start:
                     dispatcher.unexpect_end(run)
                 run.native = None  # the core created nothing: it cannot call it
-                _TIlog.error("%s failed: %s", name, reason)
+                tilog().error("%s failed: %s", name, reason)
                 return -1
             session.runs[dl_id] = run
             if start:
                 session.record_start(run)
-        _TIlog.info(
+        tilog().info(
             "downloader %d %s with %d task(s)", dl_id, "started" if start else "created",
             len(tasks),
         )  # fmt: skip
@@ -369,11 +368,11 @@ class TTHSDownloader:
             reason = self._lib.last_error()
             if run is not None and not run.stopped:
                 session.dispatcher.unexpect_end(run)
-            _TIlog.warning("%s(%d) failed: %s", name, downloader_id, reason or rc)
+            tilog().warning("%s(%d) failed: %s", name, downloader_id, reason or rc)
             return False
         if run is not None:
             session.record_start(run)
-        _TIlog.info("downloader %d started (%s)", downloader_id, name)
+        tilog().info("downloader %d started (%s)", downloader_id, name)
         return True
 
     def start_download_by_id(self, downloader_id: int) -> bool:
@@ -390,7 +389,7 @@ class TTHSDownloader:
 
     def _control(self, name: str, rc: int, downloader_id: int) -> bool:
         if rc != 0:
-            _TIlog.warning("%s(%d) failed: %s", name, downloader_id, self._lib.last_error() or rc)
+            tilog().warning("%s(%d) failed: %s", name, downloader_id, self._lib.last_error() or rc)
             return False
         return True
 
@@ -487,7 +486,7 @@ class TTHSDownloader:
             else:
                 run = session.runs.get(downloader_id)
                 if run is None:
-                    _TIlog.warning("wait(%d): not a downloader of this instance", downloader_id)
+                    tilog().warning("wait(%d): not a downloader of this instance", downloader_id)
                     return False
                 runs = [run]
         return session.dispatcher.wait(runs, timeout)

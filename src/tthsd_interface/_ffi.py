@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import sys
 import threading
@@ -653,6 +652,8 @@ class NativeLibrary:
             free = self._fns.get("free_string")
             if free is not None:
                 free(pointer)
+        import json  # not at import: see _jsontext
+
         try:
             value = json.loads(raw.decode("utf-8", "replace"))
         except ValueError:

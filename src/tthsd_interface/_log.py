@@ -25,12 +25,17 @@ console handler, and would otherwise print twice).
 
 The logger and its listener are shared by every ``TTHSDownloader``: logging is
 thread-safe and the only mutable state here is behind one lock.
+
+``logging`` itself is imported with the first record (or the first use of ``_TIlog``), not
+with the package: with what it pulls in (``traceback``, ``re``, ``enum``...) it is ~8 ms
+of start-up, and the package's first record comes once a download is running, so the
+import overlaps the transfer.  The handler classes, which subclass logging's, live in
+``_loghandlers`` for that reason.
 """
 
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import queue
 import sys
@@ -40,8 +45,11 @@ import threading
 # of start-up; type checkers treat any constant of this name the same way.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import logging
     from pathlib import Path
-    from typing import Final, TextIO  # noqa: F401 - used in a string, as a base class argument
+    from typing import Final
+
+    _TIlog: logging.Logger  # made on first use, by __getattr__ below
 
 __all__ = [
     "LOG_FILE_ENV",
@@ -75,44 +83,6 @@ def _as_path(path: str | None) -> Path | None:
     from pathlib import Path
 
     return Path(path)
-
-
-class _LazyFileHandler(logging.FileHandler):
-    """A file handler that creates its file on the first record and, if the file cannot
-    be opened, says so once on standard error and stops trying (instead of printing a
-    traceback for every record)."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path, mode="a", encoding="utf-8", delay=True)
-        self._broken = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self._broken:
-            return
-        if self.stream is None:
-            try:
-                os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
-                self.stream = self._open()
-            except OSError as exc:
-                self._broken = True
-                print(
-                    f"tthsd_interface: cannot write log file {self.baseFilename}: {exc}",
-                    file=sys.stderr,
-                )
-                return
-        super().emit(record)
-
-
-class _StderrHandler(logging.StreamHandler["TextIO"]):  # a string: typing is not imported
-    """Writes to whatever ``sys.stderr`` is when the record is written (a program, or a
-    test runner, may replace it after the handler was made)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
 
 
 class _Unset:
@@ -194,13 +164,17 @@ class _LogState:
         return os.path.join(_default_log_dir(), LOG_FILE_NAME)
 
     def _make_handlers(self) -> list[logging.Handler]:
+        import logging
+
+        from ._loghandlers import LazyFileHandler, StderrHandler
+
         formatter = logging.Formatter(_FORMAT)
         handlers: list[logging.Handler] = []
         if self._console:
-            handlers.append(_StderrHandler())
+            handlers.append(StderrHandler())
         self._file = self._resolve_file()
         if self._file is not None:
-            handlers.append(_LazyFileHandler(self._file))
+            handlers.append(LazyFileHandler(self._file))
         for handler in handlers:
             handler.setFormatter(formatter)
         return handlers
@@ -257,47 +231,43 @@ class _LogState:
 _state = _LogState()
 
 
-class _StartingQueueHandler(logging.Handler):
-    """Starts the listener with the first record, and queues records for it."""
+_logger: logging.Logger | None = None
+_logger_lock = threading.Lock()
 
-    def __init__(self, records: queue.SimpleQueue[logging.LogRecord | None]) -> None:
-        super().__init__()
-        self.queue = records
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if not _state.ensure_started():
-            _state.handle_synchronously(record)
-            return
-        try:
-            self.queue.put(self._prepare(record))
-        except Exception:  # noqa: BLE001 - a handler reports through handleError, never raises
-            self.handleError(record)
-
-    def _prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        """A copy with the message merged now, as ``QueueHandler.prepare`` makes it: the
-        arguments may change (or die) before the listener writes the record, and the
-        traceback text is formatted on the thread that has the exception."""
-        text = self.format(record)
-        prepared = logging.makeLogRecord(record.__dict__)
-        prepared.message = prepared.msg = text
-        prepared.args = None
-        prepared.exc_info = None
-        prepared.exc_text = None
-        prepared.stack_info = None
-        return prepared
+def tilog() -> logging.Logger:
+    """``_TIlog``, the package logger; the first call imports logging and sets it up."""
+    return _logger if _logger is not None else _make_logger()
 
 
 def _make_logger() -> logging.Logger:
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    if not any(isinstance(h, _StartingQueueHandler) for h in logger.handlers):
-        logger.addHandler(_StartingQueueHandler(_state.queue))
-    return logger
+    global _logger
+    with _logger_lock:
+        if _logger is None:
+            import logging
+
+            from ._loghandlers import StartingQueueHandler
+
+            logger = logging.getLogger(LOGGER_NAME)
+            if logger.level == logging.NOTSET:  # a program may have set it before
+                logger.setLevel(logging.INFO)
+            logger.propagate = False
+            if not any(isinstance(h, StartingQueueHandler) for h in logger.handlers):
+                logger.addHandler(StartingQueueHandler(_state))
+            # Importing logging registered its atexit ``shutdown``, which closes every
+            # handler; ours must run before it (atexit runs last-registered first) to
+            # write what is still queued.
+            atexit.unregister(_state.shutdown)
+            atexit.register(_state.shutdown)
+            _logger = logger
+        return _logger
 
 
-_TIlog: Final[logging.Logger] = _make_logger()
-"""The package logger (the name the TTHSD documentation uses)."""
+def __getattr__(name: str) -> object:
+    if name == "_TIlog":
+        return tilog()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Flush what is queued at interpreter exit; records logged after this are written
 # synchronously.

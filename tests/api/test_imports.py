@@ -41,8 +41,65 @@ def _loaded_after(code: str, tmp_path: Path) -> list[str]:
     return loaded
 
 
+# Not loaded before a download's first request either: json (with re and enum) and logging
+# are imported once the download runs, the first by the dispatcher thread, the second by
+# the first log record.
+BEFORE_THE_FIRST_REQUEST = ("json", "logging", "re")
+
+
 def test_importing_the_package_leaves_heavy_modules_out(tmp_path: Path) -> None:
     assert _loaded_after("import tthsd_interface", tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import tthsd_interface",
+        "import tthsd_interface as t\nt.TTHSDownloader().close()",
+        "from TTHSD_interface import TTHSDownloader\nTTHSDownloader().close()",
+    ],
+)
+def test_json_and_logging_wait_for_a_running_download(code: str, tmp_path: Path) -> None:
+    probe = f"{code}\nprint([m for m in {BEFORE_THE_FIRST_REQUEST!r} if m in sys.modules])"
+    out = subprocess.run(
+        [sys.executable, "-c", f"import sys\n{probe}"], capture_output=True, text=True,
+        cwd=tmp_path, timeout=60, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert _loaded_after(code, tmp_path) == []
+
+
+def test_the_documented_module_name_forwards_without_loading_everything(tmp_path: Path) -> None:
+    # `from TTHSD_interface import TTHSDownloader` used to star-import every lazy name:
+    # the asyncio layer, the dataclasses and logging (~40 ms).
+    code = (
+        "import TTHSD_interface as T\n"
+        "assert T.download is __import__('tthsd_interface').download\n"  # loads _highlevel
+        "assert T._TIlog.name == 'tthsd_interface'\n"
+        "assert 'stream' in dir(T) and '_TIlog' in dir(T)\n"
+    )
+    assert _loaded_after(code, tmp_path) == []
+
+
+def test_a_record_logged_just_before_exit_is_written(tmp_path: Path) -> None:
+    # logging is imported late, with this very record, which is still queued for the
+    # listener thread when the interpreter exits: the exit drains the queue.
+    code = "import tthsd_interface as t\nt._log.tilog().warning('last words')\n"
+    _loaded_after(code, tmp_path)
+    assert "last words" in (tmp_path / "log.txt").read_text(encoding="utf-8")
+
+
+def test_a_level_set_before_the_first_record_is_kept(tmp_path: Path) -> None:
+    # The documented way to quiet the log, done before the package made its logger.
+    code = (
+        "import tthsd_interface as t, logging\n"
+        "logging.getLogger('tthsd_interface').setLevel(logging.WARNING)\n"
+        "t._log.tilog().info('dropped')\n"
+        "t._log.tilog().warning('kept')\n"
+    )
+    _loaded_after(code, tmp_path)
+    text = (tmp_path / "log.txt").read_text(encoding="utf-8")
+    assert "kept" in text and "dropped" not in text
 
 
 def test_a_downloader_and_its_first_log_record_leave_them_out(tmp_path: Path) -> None:
