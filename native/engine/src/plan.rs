@@ -15,6 +15,9 @@
 //! (at 16 connections per-connection-throttled, the difference between all connections
 //! finishing together and the probe's connection finishing ~30 ms after them).
 //!
+//! A steal takes at most one piece, so a lease longer than two pieces (the probe's) is
+//! shared out piece by piece as connections run dry, not half to the first of them.
+//!
 //! A steal is not free: the victim's request already asked for the stolen bytes, so the
 //! victim must drop its connection when it reaches the new end, and whatever the server
 //! had in flight is wasted. So a piece is split only when its owner would need longer
@@ -119,6 +122,8 @@ pub struct Plan {
     inner: Mutex<PlanInner>,
     /// A piece is split only if its owner needs longer than this to finish it.
     min_steal_time: Duration,
+    /// The piece size: the most a steal takes (see [`Plan::next_after`]).
+    piece: u64,
 }
 
 /// The default `min_steal_time`: a few round trips of a new request.
@@ -148,6 +153,7 @@ impl Plan {
                 active: Vec::new(),
             }),
             min_steal_time: MIN_STEAL_TIME,
+            piece: piece.max(MIN_SPLIT),
         }
     }
 
@@ -233,7 +239,13 @@ impl Plan {
             if remaining < 2 * MIN_SPLIT {
                 return None;
             }
-            let mid = v.pos + remaining / 2;
+            // The back half, but at most one piece. Only the probe's lease can hold more
+            // than two pieces (its range was chosen before the size was known: one chunk
+            // against pieces of 4 MiB at 64 connections); a thief that took half of it
+            // would have more to do than every other connection and finish last, while
+            // taking one piece leaves the rest for the next connection that runs dry.
+            let take = (remaining / 2).min(self.piece);
+            let mid = v.end - take;
             let old_end = v.end;
             v.end = mid;
             (mid, old_end)
@@ -310,6 +322,23 @@ mod tests {
         // The owner is cut short at the split point.
         let (off, n) = a.claim(total);
         assert_eq!((off, off + n), (MIN_SPLIT, b.start));
+    }
+
+    #[test]
+    fn a_steal_takes_at_most_one_piece() {
+        // The probe asked for 10 units against pieces of 4: the first thief takes one
+        // piece from its back, not the half (4.5 units) that would make it finish last.
+        let m = MIN_SPLIT;
+        let p = Plan::new(&[(0, 12 * m)], 4 * m).with_min_steal_time(Duration::ZERO);
+        let probe = p.adopt(0, 10 * m);
+        probe.claim(m);
+        let rest = p.next().unwrap();
+        assert_eq!((rest.start, rest.end()), (10 * m, 12 * m));
+        rest.claim(m); // too little left to split: the probe is the only victim
+        let thief = p.next().unwrap();
+        assert_eq!((thief.start, thief.end()), (6 * m, 10 * m));
+        assert_eq!(probe.end(), 6 * m);
+        // (Within two pieces the back half goes: steals_the_back_half_of_the_largest_piece.)
     }
 
     #[test]
