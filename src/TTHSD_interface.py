@@ -28,4 +28,4 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__) | {"_TIlog"})
+    return sorted((set(globals()) - {"TYPE_CHECKING"}) | set(__all__) | {"_TIlog"})

@@ -170,6 +170,8 @@ def _last_segment(url: str) -> str:
         and " " not in url
         and "%" not in url
         and "\\" not in url
+        and "[" not in url  # urllib checks (and may refuse) an IPv6 host
+        and "]" not in url
     ):
         # The host ends at the first "/", "?" or "#", so cutting the fragment and the query
         # first leaves host + path; the path starts at the first "/" of that.

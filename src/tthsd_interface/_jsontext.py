@@ -22,10 +22,13 @@ _ESCAPES.update({
 
 
 def _string(text: str) -> str:
+    # A str subclass (a StrEnum member...) is written as its value, as json does, whatever
+    # its __str__ or __format__ say.
+    text = str.__str__(text)
     # Most strings (URLs, paths) need no escape: three scans in C instead of a translate.
     if text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    return f'"{text.translate(_ESCAPES)}"'
+        return '"' + text + '"'
+    return '"' + text.translate(_ESCAPES) + '"'
 
 
 def dumps(value: object) -> str:

@@ -255,9 +255,9 @@ def _make_logger() -> logging.Logger:
             if not any(isinstance(h, StartingQueueHandler) for h in logger.handlers):
                 logger.addHandler(StartingQueueHandler(_state))
             # Importing logging registered its atexit ``shutdown``, which closes every
-            # handler; ours must run before it (atexit runs last-registered first) to
-            # write what is still queued.
-            atexit.unregister(_state.shutdown)
+            # handler; ours should run before it (atexit runs last-registered first) to
+            # write what is still queued.  Registered again, not moved: a registration
+            # made while the interpreter exits never runs, and the first one must stay.
             atexit.register(_state.shutdown)
             _logger = logger
         return _logger
@@ -272,6 +272,12 @@ def __getattr__(name: str) -> object:
 # Flush what is queued at interpreter exit; records logged after this are written
 # synchronously.
 atexit.register(_state.shutdown)
+
+# A program that imported logging before us pays nothing for the setup: do it now, as
+# before logging was deferred, so that whatever the program then does to the logger
+# (handlers, propagation) is not undone by our first record.
+if "logging" in sys.modules:
+    _make_logger()
 
 
 def set_log_file(path: str | os.PathLike[str] | None) -> None:

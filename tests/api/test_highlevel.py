@@ -139,6 +139,61 @@ def test_failed_files_are_listed_with_their_codes_and_the_others_kept(
     assert not paths[1].exists() and not paths[2].exists()
 
 
+def test_save_paths_reach_the_core_in_pathlib_form(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    # "out/" is the file "out" and "a/./b//c.bin" is "a/b/c.bin", as pathlib reads them
+    # (and as download() always passed them): the core refuses a path that ends with a
+    # separator, whose part file would land inside a folder of that name.
+    a = http_server.add("/a.bin", size=1000)
+    b = http_server.add("/b.bin", size=2000)
+    given = [f"{tmp_path}/out/", f"{tmp_path}/a/./b//c.bin"]
+    results = download([a.url, b.url], given, connections=2)
+    assert [r.path for r in results] == [tmp_path / "out", tmp_path / "a" / "b" / "c.bin"]
+    assert sha256_file(tmp_path / "out") == a.sha256()
+    assert sha256_file(tmp_path / "a" / "b" / "c.bin") == b.sha256()
+
+
+def test_the_seed_api_refuses_a_save_path_that_names_a_folder(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    res = http_server.add("/f.bin", size=10)
+    with TTHSDownloader() as dl:
+        for path in (f"{tmp_path}/out/", f"{tmp_path}/out/."):
+            assert dl.start_download([res.url], [path]) == -1
+            assert "does not name a file" in dl._last_error()
+    assert not (tmp_path / "out").exists()  # nothing created
+
+
+def test_the_tracker_reads_raw_events_as_it_reads_download_events() -> None:
+    from tthsd_interface._highlevel import Plan, Tracker
+
+    plan = Plan.build(["http://h/a", "http://h/b", "http://h/c"], ["a", "b", "c"])
+    a, b, _ = plan.ids
+    raw: list[tuple[dict[str, object], dict[str, object]]] = [
+        ({"Type": "start", "ID": ""}, {}),
+        ({"Type": "startOne", "ID": a}, {"Index": 1}),
+        ({"Type": "update", "ID": a}, {"Downloaded": 5, "Total": 9}),
+        ({"Type": "startOne", "ID": "unknown"}, {"Index": 2}),  # matched by Index
+        ({"Type": "err", "ID": b}, {"Code": "http_status", "Error": "404"}),
+        ({"Type": "endOne", "ID": b}, {"Success": False, "Index": 2}),
+        ({"Type": "endOne", "ID": a}, {"Success": True, "Index": 1}),
+        ({"Type": "surprise", "ID": a}, {"Text": "Download stopped"}),  # an unknown type
+        ({"Type": "end", "ID": ""}, {}),
+    ]
+    by_raw, by_event = Tracker(plan), Tracker(plan)
+    for event, msg in raw:
+        by_raw.feed_raw(event, msg)
+        by_event.feed(DownloadEvent.from_raw(event, msg))
+    for t in (by_raw, by_event):
+        assert t.ended and t.stopped
+        assert [(f.success, f.code, f.downloaded, f.total) for f in t.files] == [
+            (True, None, 5, 9), (False, "http_status", 0, 0), (None, None, 0, 0),
+        ]  # fmt: skip
+    assert [f.code for f in by_raw.failures()] == [f.code for f in by_event.failures()]
+    assert [f.code for f in by_raw.failures()] == ["http_status", "stopped"]
+
+
 def test_a_request_the_core_refuses_raises_download_refused(tmp_path: Path) -> None:
     with pytest.raises(DownloadRefusedError, match="refused") as info:
         download("gopher://example.invalid/x", tmp_path / "x")

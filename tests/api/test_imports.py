@@ -134,7 +134,33 @@ def test_the_command_line_up_to_its_first_request_leaves_them_out(tmp_path: Path
         "    ['-q', '-x', '16', '-k', '10', '-d', 'out', 'http://h/a.bin', 'https://h/b?x=1#y']\n"
         ")\n"
         "plan = _cli._plan(args, _cli._jobs(args))\n"
-        "assert plan.paths == ('out/a.bin', 'out/b'), plan.paths\n"
+        "import os\n"
+        "assert plan.paths == (os.path.join('out', 'a.bin'), os.path.join('out', 'b'))\n"
         "assert 'urllib.parse' not in sys.modules\n"
     )
     assert _loaded_after(code, tmp_path) == []
+
+
+def test_a_program_that_imported_logging_first_keeps_its_changes(tmp_path: Path) -> None:
+    # With logging already loaded, the package sets its logger up at import, as it always
+    # did: the program's later changes (its own handler, propagation) stay.
+    code = (
+        "import logging, io\n"
+        "import tthsd_interface as t\n"
+        "lg = logging.getLogger('tthsd_interface')\n"
+        "lg.handlers.clear(); lg.propagate = True\n"
+        "seen = io.StringIO(); logging.basicConfig(stream=seen, format='%(message)s')\n"
+        "t._log.tilog().warning('to the root')\n"
+        "assert lg.propagate and 'to the root' in seen.getvalue(), seen.getvalue()\n"
+    )
+    _loaded_after(code, tmp_path)
+    assert not (tmp_path / "log.txt").exists()
+
+
+def test_a_first_record_logged_at_exit_is_written(tmp_path: Path) -> None:
+    code = (
+        "import atexit, tthsd_interface as t\n"
+        "atexit.register(lambda: t._log.tilog().warning('said at exit'))\n"
+    )
+    _loaded_after(code, tmp_path)
+    assert "said at exit" in (tmp_path / "log.txt").read_text(encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 
 import pytest
@@ -50,3 +51,22 @@ def test_an_int_subclass_is_written_as_its_value() -> None:
             return "not a number"
 
     assert dumps([Weird(7)]) == "[7]"
+
+
+def test_str_and_int_subclasses_are_written_as_their_values() -> None:
+    class Mirror(str, enum.Enum):  # noqa: UP042 - its format() is "Mirror.MAIN", unlike StrEnum
+        MAIN = "http://h/x"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Loud(str):
+        def __str__(self) -> str:
+            return "LOUD"
+
+        def __format__(self, spec: str) -> str:
+            return "LOUD"
+
+    value = {Mirror.MAIN: [Mirror.MAIN, Level.HIGH, Loud('a"b')]}
+    assert dumps(value) == json.dumps(value, ensure_ascii=False)
+    assert dumps(value) == '{"http://h/x": ["http://h/x", 3, "a\\"b"]}'

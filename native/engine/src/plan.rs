@@ -1,9 +1,9 @@
 //! Cutting one file into ranges and handing them to connections.
 //!
 //! The file's missing bytes are cut into pieces of at most `chunk_size`. A connection
-//! takes the next piece; when none is left it steals the back half of the piece that
-//! will take longest to finish, so no connection idles while another still has work (the
-//! tail re-split). Each piece is a [`Lease`]; its owner claims bytes before writing them,
+//! takes the next piece; when none is left it steals the back half (at most a piece) of
+//! the lease that will take longest to finish, so no connection idles while another
+//! still has work (the tail re-split). Each piece is a [`Lease`]; its owner claims bytes before writing them,
 //! and a thief only splits above what was claimed, so two connections never write the
 //! same byte.
 //!
@@ -35,7 +35,7 @@ pub const MIN_SPLIT: u64 = 512 * 1024;
 struct LeaseState {
     /// Next byte the owner will claim.
     pos: u64,
-    /// Exclusive end; lowered when a thief takes the back half.
+    /// Exclusive end; lowered when a thief takes the back of the range.
     end: u64,
     /// When the owner got the piece: its speed is measured from here.
     since: Instant,
@@ -194,7 +194,8 @@ impl Plan {
         lease
     }
 
-    /// The next piece: a pending one, or the back half of the largest active one.
+    /// The next piece: a pending one, or the back half (at most a piece) of the active one
+    /// that will take longest.
     pub fn next(&self) -> Option<Lease> {
         self.next_after(None)
     }

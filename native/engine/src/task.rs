@@ -75,6 +75,11 @@ fn parse_task(obj: &Map<String, Value>) -> Result<TaskSpec> {
     if save_path.contains('\0') {
         return Err(Error::invalid("save_path contains a NUL character"));
     }
+    if names_a_folder(&save_path) {
+        return Err(Error::invalid(format!(
+            "save_path {save_path:?} does not name a file: it ends with a separator or \".\""
+        )));
+    }
     let save_path = PathBuf::from(save_path);
     if save_path.file_name().is_none() {
         return Err(Error::invalid(format!(
@@ -108,6 +113,21 @@ fn parse_task(obj: &Map<String, Value>) -> Result<TaskSpec> {
         headers,
         checksum,
     })
+}
+
+/// `out/` or `out/.`: the path's components name the folder `out` (so `file_name` says
+/// "out"), but the part file, the path's text plus `.tthsd.part`, would be created inside
+/// that folder, and publishing would then fail on the folder it made.
+fn names_a_folder(text: &str) -> bool {
+    let is_sep = |c: char| c == '/' || (cfg!(windows) && c == '\\');
+    let Some(last) = text.chars().last() else {
+        return false;
+    };
+    if is_sep(last) {
+        return true;
+    }
+    let segment = text.rsplit(is_sep).next().unwrap_or(text);
+    segment == "."
 }
 
 /// Reads a string under either spelling; a present non-string value is an error.
@@ -210,6 +230,23 @@ fn normalize(path: &Path, cwd: &mut Option<PathBuf>) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_save_paths_that_name_a_folder() {
+        for path in ["out/", "a/b/", "a/.", ".", "/"] {
+            let json = format!(r#"[{{"url":"http://a/x","save_path":"{path}"}}]"#);
+            let err = parse_tasks(&json, None).unwrap_err();
+            assert!(
+                err.message.contains("does not name a file"),
+                "{path}: {}",
+                err.message
+            );
+        }
+        for path in ["out", "a/b", "a/.b", "..x", "a/b.", "./x"] {
+            let json = format!(r#"[{{"url":"http://a/x","save_path":"{path}"}}]"#);
+            assert!(parse_tasks(&json, None).is_ok(), "{path}");
+        }
+    }
 
     #[test]
     fn accepts_both_spellings() {
