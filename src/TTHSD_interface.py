@@ -9,7 +9,9 @@ a program using only ``TTHSDownloader`` would pay at start.
 """
 
 import tthsd_interface as _package
-from tthsd_interface import TTHSDownloader, __all__, __version__  # noqa: F401
+from tthsd_interface import TTHSDownloader as TTHSDownloader
+from tthsd_interface import __all__ as __all__
+from tthsd_interface import __version__ as __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
