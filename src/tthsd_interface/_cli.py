@@ -11,9 +11,8 @@ Human output goes to standard error (live bars on a terminal, plain lines otherw
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
+import signal  # imported now: Ctrl-C's handler must not wait on an import
 import sys
 import threading
 import time
@@ -292,6 +291,9 @@ def _plan(args: argparse.Namespace, jobs: list[tuple[str, str]], **extra: Any) -
 
 class _JsonLines:
     def __init__(self, stream: IO[str]) -> None:
+        import json  # only --json needs it before the run (the dispatcher loads it anyway)
+
+        self._dumps = json.dumps
         self._stream = stream
         self._lock = threading.Lock()
         self.broken = False
@@ -301,7 +303,7 @@ class _JsonLines:
             if self.broken:
                 return
             try:
-                self._stream.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                self._stream.write(self._dumps(obj, ensure_ascii=False) + "\n")
                 self._stream.flush()
             except (BrokenPipeError, ValueError):
                 self.broken = True

@@ -136,7 +136,7 @@ def test_the_command_line_up_to_its_first_request_leaves_them_out(tmp_path: Path
         "plan = _cli._plan(args, _cli._jobs(args))\n"
         "import os\n"
         "assert plan.paths == (os.path.join('out', 'a.bin'), os.path.join('out', 'b'))\n"
-        "assert 'urllib.parse' not in sys.modules\n"
+        "assert 'urllib.parse' not in sys.modules and 'json' not in sys.modules\n"
     )
     assert _loaded_after(code, tmp_path) == []
 
