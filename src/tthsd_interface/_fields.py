@@ -2,9 +2,8 @@
 
 :class:`DownloadEvent` (``_results``) and the high-level ``Tracker`` read the same keys with
 the same defaults.  The tracker reads the raw dicts directly: it sees every event of a run
-(3,000 for 1,000 small files), and building a frozen dataclass for each only to read two
-keys cost the command line ~10 ms of CPU per such run, plus the import of ``dataclasses``
-(with ``inspect``) before its first request.
+(3,000 for 1,000 small files), and a frozen dataclass for each, built only to read two
+keys, also needed ``dataclasses`` (with ``inspect``) imported before the first request.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 //! The file's missing bytes are cut into pieces of at most `chunk_size`. A connection
 //! takes the next piece; when none is left it steals the back half (at most a piece) of
 //! the lease that will take longest to finish, so no connection idles while another
-//! still has work (the tail re-split). Each piece is a [`Lease`]; its owner claims bytes before writing them,
-//! and a thief only splits above what was claimed, so two connections never write the
-//! same byte.
+//! still has work (the tail re-split). Each piece is a [`Lease`]; its owner claims bytes
+//! before writing them, and a thief only splits above what was claimed, so two
+//! connections never write the same byte.
 //!
 //! The probe (the first response, whose range was chosen before the size was known)
 //! rarely ends on a piece boundary. The rest of the piece it ends in is queued last, and
@@ -14,9 +14,6 @@
 //! does whole pieces like every other one, instead of the probe plus a whole piece more
 //! (at 16 connections per-connection-throttled, the difference between all connections
 //! finishing together and the probe's connection finishing ~30 ms after them).
-//!
-//! A steal takes at most one piece, so a lease longer than two pieces (the probe's) is
-//! shared out piece by piece as connections run dry, not half to the first of them.
 //!
 //! A steal is not free: the victim's request already asked for the stolen bytes, so the
 //! victim must drop its connection when it reaches the new end, and whatever the server

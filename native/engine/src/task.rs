@@ -120,14 +120,7 @@ fn parse_task(obj: &Map<String, Value>) -> Result<TaskSpec> {
 /// that folder, and publishing would then fail on the folder it made.
 fn names_a_folder(text: &str) -> bool {
     let is_sep = |c: char| c == '/' || (cfg!(windows) && c == '\\');
-    let Some(last) = text.chars().last() else {
-        return false;
-    };
-    if is_sep(last) {
-        return true;
-    }
-    let segment = text.rsplit(is_sep).next().unwrap_or(text);
-    segment == "."
+    text.ends_with(is_sep) || text.rsplit(is_sep).next() == Some(".")
 }
 
 /// Reads a string under either spelling; a present non-string value is an error.
