@@ -7,7 +7,8 @@ This is the only module of the package that touches ``ctypes`` pointers.  It
   current directory (what the TTHSD documentation promises), then the copy bundled inside
   this package; the first candidate that exists is loaded, and when none does,
   :class:`LibraryNotFoundError` names every path tried;
-* declares every export of ``docs/architecture.md`` with its C prototype above it;
+* declares every export of ``native/include/tthsd.h`` from the one table of them,
+  ``_prototypes.PROTOTYPES``;
 * wraps them in :class:`NativeLibrary`, whose methods take and return plain Python values
   (``int``, ``str``, ``dict``) and never raise for an unknown downloader id: the core's
   ``-1`` comes back as ``-1``, and :meth:`NativeLibrary.last_error` tells why.
@@ -21,24 +22,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from ctypes import POINTER, c_bool, c_char_p, c_int, c_size_t, c_uint32, c_uint64, c_void_p
+from ctypes import c_bool
+from pathlib import Path
+from typing import Any, Final
 
 from ._errors import LibraryLoadError, LibraryNotFoundError
-
-# Not ``typing.TYPE_CHECKING``: typing and pathlib are left out of the import of the
-# package (~15 ms of every program's start); type checkers honour any constant so named.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from pathlib import Path
-    from typing import Any, Final
-
-    _ArgTypes = tuple[Any, ...]
-    # (export name, restype, argtypes)
-    _Decl = tuple[str, Any, _ArgTypes]
+from ._prototypes import CALLBACK, PROTOTYPES
 
 __all__ = [
     "LIBRARY_ENV",
@@ -95,8 +89,6 @@ def candidate_paths(
     it).  Otherwise: ``$TTHSD_LIBRARY`` if set and non-empty, then the current directory,
     then this package's folder.  The keyword arguments exist for tests.
     """
-    from pathlib import Path
-
     return [
         Path(p)
         for p in _candidates(
@@ -113,7 +105,7 @@ def _candidates(
     package_dir: str | os.PathLike[str] | None = None,
     platform: str = sys.platform,
 ) -> list[str]:
-    """:func:`candidate_paths` as strings (what loading needs, without pathlib)."""
+    """:func:`candidate_paths` as strings, what ``ctypes.CDLL`` and the error take."""
     join = os.path.join
     if dll_path is not None:
         path = os.fspath(dll_path)
@@ -137,8 +129,6 @@ def find_library(dll_path: str | os.PathLike[str] | None = None) -> Path:
 
     Raises :class:`LibraryNotFoundError` naming every path tried.
     """
-    from pathlib import Path
-
     return Path(_find(dll_path))
 
 
@@ -151,149 +141,6 @@ def _find(dll_path: str | os.PathLike[str] | None) -> str:
             return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
     raise LibraryNotFoundError(tried)
 
-
-# ---------------------------------------------------------------------------------------
-# Declarations.  Each C prototype is written above its argtypes/restype.
-
-# typedef void (*tthsd_callback)(const char* event_json, const char* msg_json);
-_CALLBACK_TYPE: Final = ctypes.CFUNCTYPE(None, c_char_p, c_char_p)
-
-_BOOL_P: Final = POINTER(c_bool)
-
-_DECLARATIONS: Final[tuple[_Decl, ...]] = (
-    # int start_download(const char* tasks_json, int task_count, int thread_count,
-    #                    int chunk_size_mb, tthsd_callback cb, bool use_callback_url,
-    #                    const char* user_agent, const char* remote_callback_url,
-    #                    const bool* use_socket, const bool* is_multiple,
-    #                    const char* headers_json);
-    (
-        "start_download",
-        c_int,
-        (
-            c_char_p,
-            c_int,
-            c_int,
-            c_int,
-            _CALLBACK_TYPE,
-            c_bool,
-            c_char_p,
-            c_char_p,
-            _BOOL_P,
-            _BOOL_P,
-            c_char_p,
-        ),
-    ),
-    # int get_downloader(const char* tasks_json, int task_count, int thread_count,
-    #                    int chunk_size_mb, tthsd_callback cb, bool use_callback_url,
-    #                    const char* user_agent, const char* remote_callback_url,
-    #                    const bool* use_socket, const char* headers_json);
-    (
-        "get_downloader",
-        c_int,
-        (
-            c_char_p,
-            c_int,
-            c_int,
-            c_int,
-            _CALLBACK_TYPE,
-            c_bool,
-            c_char_p,
-            c_char_p,
-            _BOOL_P,
-            c_char_p,
-        ),
-    ),
-    # int start_download_id(int id);
-    ("start_download_id", c_int, (c_int,)),
-    # int start_multiple_downloads_id(int id);
-    ("start_multiple_downloads_id", c_int, (c_int,)),
-    # int pause_download(int id);
-    ("pause_download", c_int, (c_int,)),
-    # int resume_download(int id);
-    ("resume_download", c_int, (c_int,)),
-    # int stop_download(int id);
-    ("stop_download", c_int, (c_int,)),
-    # int set_speed_limit(int id, uint64_t bytes_per_second);
-    ("set_speed_limit", c_int, (c_int, c_uint64)),
-    # int set_proxy(int id, const char* proxy_url);
-    ("set_proxy", c_int, (c_int, c_char_p)),
-    # int set_retry_config(int id, uint32_t max_retries, uint64_t retry_delay_ms,
-    #                      uint64_t max_retry_delay_ms);
-    ("set_retry_config", c_int, (c_int, c_uint32, c_uint64, c_uint64)),
-    # char* get_performance_stats(int id);   /* free with free_string */
-    # (c_void_p, not c_char_p: ctypes would copy a c_char_p result into bytes and lose the
-    # pointer that free_string needs.)
-    ("get_performance_stats", c_void_p, (c_int,)),
-    # void free_string(char* s);
-    ("free_string", None, (c_void_p,)),
-    # Go-era aliases.
-    # int startDownload(const char* tasks_json, int task_count, int thread_count,
-    #                   int chunk_size_mb, tthsd_callback cb, bool use_callback_url,
-    #                   const char* user_agent, const char* remote_callback_url,
-    #                   const bool* use_socket, const bool* is_multiple);
-    (
-        "startDownload",
-        c_int,
-        (
-            c_char_p,
-            c_int,
-            c_int,
-            c_int,
-            _CALLBACK_TYPE,
-            c_bool,
-            c_char_p,
-            c_char_p,
-            _BOOL_P,
-            _BOOL_P,
-        ),
-    ),
-    # int getDownloader(const char* tasks_json, int task_count, int thread_count,
-    #                   int chunk_size_mb, tthsd_callback cb, bool use_callback_url,
-    #                   const char* user_agent, const char* remote_callback_url,
-    #                   const bool* use_socket);
-    (
-        "getDownloader",
-        c_int,
-        (c_char_p, c_int, c_int, c_int, _CALLBACK_TYPE, c_bool, c_char_p, c_char_p, _BOOL_P),
-    ),
-    # int startDownload_ID(int id);
-    ("startDownload_ID", c_int, (c_int,)),
-    # int startMultipleDownloads_ID(int id);
-    ("startMultipleDownloads_ID", c_int, (c_int,)),
-    # int pauseDownload(int id);
-    ("pauseDownload", c_int, (c_int,)),
-    # int resumeDownload(int id);
-    ("resumeDownload", c_int, (c_int,)),
-    # int stopDownload(int id);
-    ("stopDownload", c_int, (c_int,)),
-    # Our additions.
-    # const char* tthsd_version(void);   /* static, never freed */
-    ("tthsd_version", c_char_p, ()),
-    # int tthsd_abi_version(void);
-    ("tthsd_abi_version", c_int, ()),
-    # int tthsd_last_error(char* buf, size_t len);
-    ("tthsd_last_error", c_int, (POINTER(ctypes.c_char), c_size_t)),
-    # int tthsd_set_timeouts(int id, uint64_t connect_timeout_ms, uint64_t read_timeout_ms);
-    ("tthsd_set_timeouts", c_int, (c_int, c_uint64, c_uint64)),
-    # int tthsd_set_durability(int id, bool durable);   /* default true */
-    ("tthsd_set_durability", c_int, (c_int, c_bool)),
-    # int tthsd_queue_new(void);
-    ("tthsd_queue_new", c_int, ()),
-    # int tthsd_get_downloader_queued(int queue, const char* tasks_json, int task_count,
-    #                                 int thread_count, int chunk_size_mb,
-    #                                 bool use_callback_url, const char* user_agent,
-    #                                 const char* remote_callback_url,
-    #                                 const bool* use_socket, const char* headers_json);
-    (
-        "tthsd_get_downloader_queued",
-        c_int,
-        (c_int, c_char_p, c_int, c_int, c_int, c_bool, c_char_p, c_char_p, _BOOL_P, c_char_p),
-    ),
-    # int tthsd_queue_poll(int queue, char* buf, size_t len, int timeout_ms);
-    ("tthsd_queue_poll", c_int, (c_int, POINTER(ctypes.c_char), c_size_t, c_int)),
-    # int tthsd_queue_close(int queue);
-    ("tthsd_queue_close", c_int, (c_int,)),
-)
 
 # All of these, or the callback is used (earlier cores have none of them).
 _QUEUE_EXPORTS: Final = (
@@ -331,7 +178,7 @@ class NativeCallback:
             with contextlib.suppress(BaseException):
                 fn(event_json, msg_json)
 
-        self._thunk = _CALLBACK_TYPE(thunk)
+        self._thunk = CALLBACK(thunk)
 
 
 class CreateArgs:
@@ -467,7 +314,7 @@ class NativeLibrary:
         except OSError as exc:
             raise LibraryLoadError(self.path, str(exc)) from exc
         self._fns: dict[str, Any] = {}
-        for name, restype, argtypes in _DECLARATIONS:
+        for name, (restype, argtypes) in PROTOTYPES.items():
             try:
                 fn = getattr(self._lib, name)
             except AttributeError:
@@ -652,8 +499,6 @@ class NativeLibrary:
             free = self._fns.get("free_string")
             if free is not None:
                 free(pointer)
-        import json  # not at import: see _jsontext
-
         try:
             value = json.loads(raw.decode("utf-8", "replace"))
         except ValueError:

@@ -30,6 +30,7 @@ EventType: TypeAlias = Literal["start", "startOne", "update", "end", "endOne", "
 """The ``Type`` of an event."""
 
 ErrorCode: TypeAlias = Literal[
+    "invalid_input",
     "http_status",
     "range_unsupported",
     "checksum_mismatch",
@@ -42,11 +43,15 @@ ErrorCode: TypeAlias = Literal[
     "bad_redirect",
     "file_changed",
     "size_mismatch",
-    "invalid_task",
+    "proxy",
+    "state",
+    "internal",
 ]
-"""The stable machine codes of ``err`` events known when this package was written.
+"""The stable machine codes of ``err`` events (docs/errors.md says what each means).
 
-Newer cores may send other codes, so code that matches on them should keep a default.
+The engine's ``ErrorCode`` (native/engine/src/error.rs) is their one definition;
+``tests/api/test_contract.py`` fails when this list differs from it.  Newer cores may send
+other codes, so code that matches on them should keep a default.
 """
 
 

@@ -1,7 +1,9 @@
 """The raw TTHighSpeedDownloader library through ctypes, for the ABI tests.
 
 These tests hold the C contract (``../shared/ABI.md``) directly, without the Python
-package in between, so this module declares the exports itself.
+package's wrappers in between; the exports are declared by the package's one table of
+them, ``tthsd_interface._prototypes`` (held to ``native/include/tthsd.h`` by
+``tests/api/test_contract.py``).
 
 * :func:`library_path` finds the library: ``$TTHSD_LIBRARY`` (alone, when set), else
   ``native/target/release/libTTHighSpeedDownloader.so``, else
@@ -29,10 +31,15 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
-from ctypes import POINTER, c_bool, c_char_p, c_int, c_size_t, c_uint32, c_uint64, c_void_p
+from ctypes import c_bool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# Re-exported: the ABI tests import them from here.
+from tthsd_interface._prototypes import BOOL_P as BOOL_P
+from tthsd_interface._prototypes import CALLBACK as CALLBACK
+from tthsd_interface._prototypes import PROTOTYPES as PROTOTYPES
 
 REPO = Path(__file__).resolve().parents[2]
 LIBRARY_ENV = "TTHSD_LIBRARY"
@@ -42,82 +49,6 @@ CANDIDATES = (
     REPO / "src" / "tthsd_interface" / "TTHighSpeedDownloader.so",
 )
 MiB = 1 << 20
-
-# typedef void (*tthsd_callback)(const char* event_json, const char* msg_json);
-CALLBACK = ctypes.CFUNCTYPE(None, c_char_p, c_char_p)
-BOOL_P = POINTER(c_bool)
-
-
-class _CallbackArg:
-    """Argument type of a ``tthsd_callback`` parameter: a CALLBACK, or None for NULL
-    (a bare CFUNCTYPE argtype refuses None)."""
-
-    @classmethod
-    def from_param(cls, obj: Any) -> Any:
-        if obj is None:
-            return c_void_p(None)
-        if not isinstance(obj, CALLBACK):
-            raise TypeError(f"expected a CALLBACK or None, got {type(obj).__name__}")
-        return obj
-
-
-_START = (c_char_p, c_int, c_int, c_int, _CallbackArg, c_bool, c_char_p, c_char_p, BOOL_P)
-#: name -> (restype, argtypes), as docs/architecture.md prototypes them.
-PROTOTYPES: dict[str, tuple[Any, tuple[Any, ...]]] = {
-    # int start_download(tasks_json, task_count, thread_count, chunk_size_mb, cb,
-    #     use_callback_url, user_agent, remote_callback_url, const bool* use_socket,
-    #     const bool* is_multiple, const char* headers_json)
-    "start_download": (c_int, (*_START, BOOL_P, c_char_p)),
-    # int get_downloader(... same without is_multiple ..., const char* headers_json)
-    "get_downloader": (c_int, (*_START, c_char_p)),
-    "start_download_id": (c_int, (c_int,)),
-    "start_multiple_downloads_id": (c_int, (c_int,)),
-    "pause_download": (c_int, (c_int,)),
-    "resume_download": (c_int, (c_int,)),
-    "stop_download": (c_int, (c_int,)),
-    # int set_speed_limit(int id, uint64_t bytes_per_second)
-    "set_speed_limit": (c_int, (c_int, c_uint64)),
-    # int set_proxy(int id, const char* proxy_url)
-    "set_proxy": (c_int, (c_int, c_char_p)),
-    # int set_retry_config(int id, uint32_t max_retries, uint64_t delay_ms, uint64_t max_ms)
-    "set_retry_config": (c_int, (c_int, c_uint32, c_uint64, c_uint64)),
-    # char* get_performance_stats(int id)   (free with free_string)
-    "get_performance_stats": (c_void_p, (c_int,)),
-    # void free_string(char* s)
-    "free_string": (None, (c_void_p,)),
-    # Go-era aliases: startDownload = start_download without headers_json (10 args),
-    # getDownloader = get_downloader without headers_json (9 args).
-    "startDownload": (c_int, (*_START, BOOL_P)),
-    "getDownloader": (c_int, _START),
-    "startDownload_ID": (c_int, (c_int,)),
-    "startMultipleDownloads_ID": (c_int, (c_int,)),
-    "pauseDownload": (c_int, (c_int,)),
-    "resumeDownload": (c_int, (c_int,)),
-    "stopDownload": (c_int, (c_int,)),
-    # const char* tthsd_version(void)   (static; never freed)
-    "tthsd_version": (c_char_p, ()),
-    "tthsd_abi_version": (c_int, ()),
-    # int tthsd_last_error(char* buf, size_t len)
-    "tthsd_last_error": (c_int, (c_void_p, c_size_t)),
-    # int tthsd_set_timeouts(int id, uint64_t connect_timeout_ms, uint64_t read_timeout_ms)
-    "tthsd_set_timeouts": (c_int, (c_int, c_uint64, c_uint64)),
-    # int tthsd_set_durability(int id, bool durable)   (default true)
-    "tthsd_set_durability": (c_int, (c_int, c_bool)),
-    # int tthsd_queue_new(void)
-    "tthsd_queue_new": (c_int, ()),
-    # int tthsd_get_downloader_queued(int queue, const char* tasks_json, int task_count,
-    #     int thread_count, int chunk_size_mb, bool use_callback_url, const char* user_agent,
-    #     const char* remote_callback_url, const bool* use_socket, const char* headers_json)
-    "tthsd_get_downloader_queued": (
-        c_int,
-        (c_int, c_char_p, c_int, c_int, c_int, c_bool, c_char_p, c_char_p, BOOL_P, c_char_p),
-    ),
-    # int tthsd_queue_poll(int queue, char* buf, size_t len, int timeout_ms)
-    "tthsd_queue_poll": (c_int, (c_int, c_void_p, c_size_t, c_int)),
-    # int tthsd_queue_close(int queue)
-    "tthsd_queue_close": (c_int, (c_int,)),
-}
-
 
 class LibraryMissing(Exception):  # noqa: N818  (imported by name elsewhere)
     pass

@@ -109,7 +109,10 @@ def test_wrong_proxy_credentials_fail_the_task_without_showing_them(
         remote, proxy.url(user=USER, password="Wr0ng-S3cret"), [t], retries=(0, 10, 10)
     )
     check_events(run.events, [t], success=False)
-    assert run.events.of("err"), summarize(run.events.snapshot())
+    errs = run.events.of("err")
+    assert errs, summarize(run.events.snapshot())
+    # docs/proxies.md: a 407 is the proxy's refusal, not the origin's status.
+    assert [e.msg["Code"] for e in errs] == ["proxy"], summarize(run.events.snapshot())
     assert proxy.records() and all(r.status == 407 for r in proxy.records())
     assert not http_server.requests(), "the request went around the proxy"
     assert not (tmp_path / "no.bin").exists()
@@ -194,6 +197,10 @@ def test_socks5_wrong_password_fails_the_task_without_showing_it(
         retries=(0, 10, 10),
     )
     check_events(run.events, [t], success=False)
+    # docs/proxies.md: a SOCKS refusal reads as a network failure.
+    assert {e.msg["Code"] for e in run.events.of("err")} == {"network"}, summarize(
+        run.events.snapshot()
+    )
     assert proxy.records() and all(r.status == 407 for r in proxy.records())
     assert not http_server.requests()
     _local_secret_check(remote.lib, run.id, run.events, secret="Wr0ng-S3cret")

@@ -7,6 +7,7 @@ at ``save_path``.
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,26 +17,14 @@ from tests.abi.lib import Event, Harness, Run, check_events, summarize, task
 from tests.resume import journal
 from tests.support.content import Body, first_mismatch, sha256_file
 from tests.support.server import LoopbackServer, RequestRecord
+from tthsd_interface._types import ErrorCode
 
 KiB = 1 << 10
 MiB = 1 << 20
 
-#: `Code` values an `err` event may carry (docs/architecture.md).
-KNOWN_CODES = {
-    "http_status",
-    "range_unsupported",
-    "checksum_mismatch",
-    "disk_full",
-    "timeout",
-    "network",
-    "tls",
-    "io",
-    "too_many_redirects",
-    "bad_redirect",
-    "file_changed",
-    "size_mismatch",
-    "invalid_task",
-}
+#: `Code` values an `err` event may carry (the engine's ErrorCode, mirrored by the
+#: package's; tests/api/test_contract.py holds the two together).
+KNOWN_CODES = set(typing.get_args(ErrorCode))
 
 
 def plant(

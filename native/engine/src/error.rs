@@ -1,66 +1,79 @@
 //! One error type for the whole engine, carrying a stable machine code.
 //!
 //! The code is what the `err` event's `Code` field carries (ABI.md §4), so it is part
-//! of the contract: codes may be added, never renamed.
+//! of the contract: codes may be added, never renamed. This table is the one definition
+//! of the codes: `native/include/tthsd.h` gets its `TTHSD_ERROR_*` constants from
+//! [`ErrorCode::ALL`] (native/ffi/tests/header.rs), and the Python `ErrorCode`,
+//! `docs/errors.md` and the engine's `code: "..."` literals are held to the header by
+//! `tests/api/test_contract.py`.
 
 use std::time::Duration;
 
-/// Stable machine-readable error codes, as sent in `err` events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    /// Bad arguments or task JSON, rejected before anything starts.
-    InvalidInput,
-    /// The server answered a status that is not a success.
-    HttpStatus,
-    /// The server stopped honouring ranges in a way that cannot be recovered.
-    RangeUnsupported,
-    /// The finished file does not match the checksum the task gave.
-    ChecksumMismatch,
-    /// The disk (or quota) is full.
-    DiskFull,
-    /// Connecting or reading took longer than the configured timeout.
-    Timeout,
-    /// Connection refused, reset, closed early, DNS failure.
-    Network,
-    /// The TLS handshake failed (bad certificate, protocol error).
-    Tls,
-    /// Any other local I/O error (permissions, missing folder, ...).
-    Io,
-    /// More redirects than allowed.
-    TooManyRedirects,
-    /// A redirect to a scheme we refuse, or without a usable target.
-    BadRedirect,
-    /// The file changed on the server while we downloaded it, too often to recover.
-    FileChanged,
-    /// The body was shorter or longer than the server announced.
-    SizeMismatch,
-    /// The proxy URL could not be used.
-    Proxy,
-    /// The engine's own state refused the call (e.g. already running).
-    State,
+/// Declares [`ErrorCode`] with its wire string and its one-line meaning, so that the
+/// variants, [`ErrorCode::ALL`], [`ErrorCode::as_str`] and [`ErrorCode::meaning`] cannot
+/// disagree: a code is added in one place.
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])+ $variant:ident => $code:literal,)+) => {
+        /// Stable machine-readable error codes, as sent in `err` events.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])+ $variant,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)+];
+
+            /// The string sent in the `Code` field of `err` events.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)+
+                }
+            }
+
+            /// What the code means: its doc comment here, one line.
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => concat!($($doc),+).trim_ascii(),)+
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// The string sent in the `Code` field of `err` events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidInput => "invalid_input",
-            ErrorCode::HttpStatus => "http_status",
-            ErrorCode::RangeUnsupported => "range_unsupported",
-            ErrorCode::ChecksumMismatch => "checksum_mismatch",
-            ErrorCode::DiskFull => "disk_full",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::Network => "network",
-            ErrorCode::Tls => "tls",
-            ErrorCode::Io => "io",
-            ErrorCode::TooManyRedirects => "too_many_redirects",
-            ErrorCode::BadRedirect => "bad_redirect",
-            ErrorCode::FileChanged => "file_changed",
-            ErrorCode::SizeMismatch => "size_mismatch",
-            ErrorCode::Proxy => "proxy",
-            ErrorCode::State => "state",
-        }
-    }
+error_codes! {
+    /// Bad arguments or task JSON; also a request that cannot be built from the task.
+    InvalidInput => "invalid_input",
+    /// The server answered a status that is not a success.
+    HttpStatus => "http_status",
+    /// The server stopped honouring ranges in a way that cannot be recovered.
+    RangeUnsupported => "range_unsupported",
+    /// The finished file does not match the checksum the task gave.
+    ChecksumMismatch => "checksum_mismatch",
+    /// The disk (or quota) is full.
+    DiskFull => "disk_full",
+    /// Connecting or reading took longer than the configured timeout.
+    Timeout => "timeout",
+    /// Connection refused, reset, closed early, DNS failure.
+    Network => "network",
+    /// The TLS handshake failed (bad certificate, protocol error).
+    Tls => "tls",
+    /// Any other local I/O error (permissions, missing folder, ...).
+    Io => "io",
+    /// More redirects than allowed.
+    TooManyRedirects => "too_many_redirects",
+    /// A redirect to a scheme we refuse, or without a usable target.
+    BadRedirect => "bad_redirect",
+    /// The file changed on the server while we downloaded it, too often to recover.
+    FileChanged => "file_changed",
+    /// The body was shorter or longer than the server announced.
+    SizeMismatch => "size_mismatch",
+    /// The proxy URL could not be used, or the proxy refused the request (HTTP 407).
+    Proxy => "proxy",
+    /// The engine's own state refused the work (e.g. the run was shutting down).
+    State => "state",
+    /// A bug in the engine, contained: the run ends as failed instead of hanging.
+    Internal => "internal",
 }
 
 /// An engine error: a code, a human sentence, and whether trying again may help.
@@ -116,3 +129,23 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_snake_case_and_explained() {
+        let mut seen = HashSet::new();
+        for code in ErrorCode::ALL {
+            let s = code.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{s} is not snake_case"
+            );
+            assert!(!code.meaning().is_empty() && !code.meaning().contains('\n'));
+        }
+    }
+}

@@ -1,13 +1,33 @@
-//! The committed C header must be exactly what cbindgen makes of the code today.
+//! The committed C header must be exactly what cbindgen makes of the code today, plus
+//! the error codes of `tthsd_engine::ErrorCode` as `TTHSD_ERROR_*` constants (the engine
+//! is their one definition; cbindgen only reads this crate).
 //! Set TTHSD_BLESS=1 to rewrite it after an intended change.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
+
+use tthsd_engine::ErrorCode;
+
+/// `#define TTHSD_ERROR_<CODE> "<code>"` for every code, each under its meaning.
+fn error_code_defines() -> String {
+    let mut out = String::from(
+        "// The `Code` of `err` events (see docs/errors.md). Codes may be added, never renamed:\n\
+         // treat an unknown one like a generic failure.\n",
+    );
+    for code in ErrorCode::ALL {
+        let name = code.as_str().to_ascii_uppercase();
+        let _ = writeln!(out, "// {}", code.meaning());
+        let _ = writeln!(out, "#define TTHSD_ERROR_{name} \"{}\"", code.as_str());
+    }
+    out
+}
 
 #[test]
 fn committed_header_matches_the_code() {
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let config =
+    let mut config =
         cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml parses");
+    config.after_includes = Some(error_code_defines());
     let mut generated = Vec::new();
     cbindgen::Builder::new()
         .with_crate(&crate_dir)
