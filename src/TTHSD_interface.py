@@ -4,30 +4,26 @@
 ``from tthsd_interface import TTHSDownloader``; ``_TIlog`` is the package logger.
 
 Names are forwarded on first use rather than star-imported: ``import *`` would resolve
-every lazy name of the package (the asyncio layer, the dataclasses, logging), ~40 ms that
-a program using only ``TTHSDownloader`` would pay at start.
+the asyncio layer's names too, which ``tthsd_interface`` imports only when one is used.
 """
+
+from typing import TYPE_CHECKING
 
 import tthsd_interface as _package
 from tthsd_interface import TTHSDownloader as TTHSDownloader
 from tthsd_interface import __all__ as __all__
 from tthsd_interface import __version__ as __version__
+from tthsd_interface._log import _TIlog as _TIlog
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from tthsd_interface import *  # noqa: F403
-    from tthsd_interface._log import _TIlog as _TIlog
 
 
 def __getattr__(name: str) -> object:
-    if name == "_TIlog":
-        from tthsd_interface._log import tilog
-
-        return tilog()
     if name in __all__:
         return getattr(_package, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted((set(globals()) - {"TYPE_CHECKING"}) | set(__all__) | {"_TIlog"})
+    return sorted((set(globals()) - {"TYPE_CHECKING"}) | set(__all__))

@@ -20,6 +20,10 @@ instead of files; ``tthsd`` / ``python -m tthsd_interface`` is the command line.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._blocking import download, fetch
 from ._downloader import TTHSDownloader
 from ._errors import (
     CallbackContextError,
@@ -41,56 +45,40 @@ from ._log import (
     set_log_file,
     use_default_log_file,
 )
+from ._results import DownloadEvent, FileFailure, FileResult
+from ._types import (
+    Callback,
+    EmptyMsg,
+    EndOneMsg,
+    ErrMsg,
+    ErrorCode,
+    Event,
+    EventType,
+    Msg,
+    PerformanceStats,
+    StartOneMsg,
+    TaskStats,
+    TextMsg,
+    UpdateMsg,
+)
 
-# Not ``typing.TYPE_CHECKING``: the package's import leaves typing out (see ``_ffi``).
-TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from ._asyncio import AsyncDownload, AsyncDownloader, download_async, fetch_async, stream
-    from ._highlevel import download, fetch
-    from ._results import DownloadEvent, FileFailure, FileResult
-    from ._types import (
-        Callback,
-        EmptyMsg,
-        EndOneMsg,
-        ErrMsg,
-        ErrorCode,
-        Event,
-        EventType,
-        Msg,
-        PerformanceStats,
-        StartOneMsg,
-        TaskStats,
-        TextMsg,
-        UpdateMsg,
-    )
 
 __version__ = "0.1.0"
 
-# The layers above the seed API are imported on first use: ``import asyncio`` alone costs
-# about 50 ms and each dataclass a few more, which every short-lived script (and the
-# command line) would otherwise pay at start, even one that only uses TTHSDownloader.
-_LAZY: dict[str, str] = {
-    **dict.fromkeys(
-        ("AsyncDownload", "AsyncDownloader", "download_async", "fetch_async", "stream"), "_asyncio"
-    ),
-    **dict.fromkeys(("download", "fetch"), "_highlevel"),
-    **dict.fromkeys(("DownloadEvent", "FileFailure", "FileResult"), "_results"),
-}
+# The asyncio layer is imported on first use of one of its names: ``import asyncio`` is
+# the largest import of the package by far, and the seed API, the blocking functions and
+# the command line never need it.
+_ASYNCIO_NAMES = frozenset(
+    ("AsyncDownload", "AsyncDownloader", "download_async", "fetch_async", "stream")
+)
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None and name in __all__:
-        # Every other public name is bound at import, except the typed shapes (they need
-        # typing at run time, for TypedDict: ~8 ms): those come from ``_types``.
-        module = "_types"
-    if module is None:
+    if name not in _ASYNCIO_NAMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module("._asyncio", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
 

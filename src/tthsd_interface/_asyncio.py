@@ -29,18 +29,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ._blocking import ProgressArg, progress_handler
 from ._downloader import TTHSDownloader
 from ._errors import DownloadError
-from ._highlevel import (
-    Plan,
-    ProgressArg,
-    Tracker,
-    create_downloader,
-    progress_handler,
-    start_downloader,
-)
-from ._log import tilog
+from ._log import _TIlog
+from ._request import DownloadRequest, create_downloader, start_downloader
 from ._results import DownloadEvent, FileFailure, FileResult
+from ._tracker import Tracker
 
 __all__ = ["AsyncDownload", "AsyncDownloader", "download_async", "fetch_async", "stream"]
 
@@ -52,8 +47,11 @@ class _Slot:
         self.event = event
 
 
-class _EventQueue:
-    """Events waiting for a reader; used on the loop's thread only."""
+class _EventInbox:
+    """The events of one :class:`AsyncDownload` waiting for its reader, an unread
+    ``update`` replaced by a newer one of the same file; used on the loop's thread only.
+
+    Not a queue of the core (``_ffi.EventQueue``): this one lives on the event loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -117,29 +115,29 @@ class AsyncDownload:
     def __init__(
         self,
         dl: TTHSDownloader,
-        plan: Plan,
+        request: DownloadRequest,
         loop: asyncio.AbstractEventLoop,
         on_progress: Callable[[DownloadEvent], object] | None,
         display: Any,
     ) -> None:
         self.id = 0
         """The core's downloader id."""
-        self.plan = plan
+        self.request = request
         self._dl = dl
         self._loop = loop
         self._on_progress = on_progress
         self._display = display
-        self._tracker = Tracker(plan)
-        self._queue = _EventQueue(loop)
+        self._tracker = Tracker(request)
+        self._inbox = _EventInbox(loop)
         self._done: asyncio.Future[None] = loop.create_future()
 
     @property
     def urls(self) -> tuple[str, ...]:
-        return self.plan.urls
+        return self.request.urls
 
     @property
     def paths(self) -> tuple[Path, ...]:
-        return tuple(Path(p) for p in self.plan.paths)
+        return tuple(Path(p) for p in self.request.paths)
 
     # -- events -----------------------------------------------------------------------
     def _native_callback(self) -> Callable[[dict[str, Any], dict[str, Any]], None]:
@@ -163,15 +161,15 @@ class AsyncDownload:
             try:
                 self._on_progress(ev)
             except Exception:  # noqa: BLE001 - a progress callable never stops a download
-                tilog().exception("progress callable raised on %s event (ignored)", ev.type)
-        self._queue.put(ev)
+                _TIlog.exception("progress callable raised on %s event (ignored)", ev.type)
+        self._inbox.put(ev)
         if ev.type == "end":
             self._finish()
 
     def _finish(self) -> None:
         if not self._done.done():
             self._done.set_result(None)
-        self._queue.close()
+        self._inbox.close()
         if self._display is not None:
             self._display.close()
 
@@ -181,7 +179,7 @@ class AsyncDownload:
     async def events(self) -> AsyncGenerator[DownloadEvent, None]:
         """The run's events, until its ``end`` (or until it was stopped)."""
         while True:
-            ev = await self._queue.get()
+            ev = await self._inbox.get()
             if ev is None:
                 return
             yield ev
@@ -243,7 +241,7 @@ class AsyncDownload:
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "running"
-        return f"<AsyncDownload id={self.id} files={len(self.plan.urls)} {state}>"
+        return f"<AsyncDownload id={self.id} files={len(self.request.urls)} {state}>"
 
 
 class AsyncDownloader:
@@ -302,19 +300,19 @@ class AsyncDownloader:
         :class:`DownloadRefusedError` when the core refuses the request or a setting.
         """
         loop = asyncio.get_running_loop()
-        plan = Plan.build(
+        request = DownloadRequest.build(
             urls, save_paths, connections=connections, chunk_size_mb=chunk_size_mb,
             parallel=parallel, headers=headers, checksums=checksums, show_names=show_names,
             user_agent=user_agent, proxy=proxy, speed_limit=speed_limit, retries=retries,
             timeouts=timeouts, durable=durable, ids=ids,
         )  # fmt: skip
-        on_progress, display = progress_handler(progress, plan)
-        handle = AsyncDownload(self._dl, plan, loop, on_progress, display)
+        on_progress, display = progress_handler(progress, request)
+        handle = AsyncDownload(self._dl, request, loop, on_progress, display)
         try:
-            handle.id = create_downloader(self._dl, plan, handle._native_callback())
+            handle.id = create_downloader(self._dl, request, handle._native_callback())
             if display is not None:
                 display.start()
-            start_downloader(self._dl, handle.id, plan)
+            start_downloader(self._dl, handle.id, request)
         except BaseException:
             if display is not None:
                 display.close()
@@ -470,7 +468,7 @@ async def stream(
                 user_agent=user_agent, proxy=proxy, speed_limit=speed_limit,
                 retries=retries, timeouts=timeouts, durable=False,
             )  # fmt: skip
-            task_id = handle.plan.ids[0]
+            task_id = handle.request.ids[0]
             available = 0
             async for ev in handle:
                 if ev.type != "update" or ev.id != task_id:

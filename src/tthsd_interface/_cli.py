@@ -11,29 +11,30 @@ Human output goes to standard error (live bars on a terminal, plain lines otherw
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
-import signal  # imported now: Ctrl-C's handler must not wait on an import
+import random
+import signal
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
+from typing import IO, Any
+from urllib.parse import unquote, urlsplit
 
 from . import __version__
+from ._blocking import make_display
 from ._downloader import TTHSDownloader
 from ._errors import DownloadRefusedError, LibraryError
-from ._highlevel import Plan, Tracker, create_downloader, prepare_outcome, start_downloader
 from ._log import LOG_FILE_ENV, set_console_logging, set_log_file
+from ._progress import Display
+from ._request import DownloadRequest, create_downloader, start_downloader
+from ._results import DownloadEvent
+from ._tracker import Tracker
 from ._units import format_bytes, format_rate, parse_rate
-
-# A command line pays its imports on every run, before its first request: typing, pathlib,
-# urllib.parse and the displays' dataclasses are left to type checkers, to the paths that
-# need them, or to the time the core is already downloading (``prepare_outcome``).
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
-    from typing import IO, Any
-
-    from ._progress import Display
 
 __all__ = ["main", "name_from_url"]
 
@@ -51,30 +52,6 @@ class _UsageError(Exception):
     """A usage error found after parsing (exit status 2)."""
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """argparse's formatter, told the terminal's width.  Left to itself it imports shutil
-    for ``get_terminal_size`` (with zlib, bz2 and lzma: ~4 ms), and ``add_argument`` makes
-    one formatter per option, so every run paid that, not only ``--help``."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=_terminal_columns() - 2)  # argparse's own margin
-
-
-def _terminal_columns() -> int:
-    """What ``shutil.get_terminal_size().columns`` answers: $COLUMNS, else the size of the
-    terminal on standard output, else 80."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns if columns > 0 else 80
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tthsd",
@@ -90,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
             "  tthsd -o a.iso --checksum sha256:<hex> https://example.com/a.iso\n"
             "exit status: 0 all files done, 1 a file failed, 2 usage error, 130 interrupted"
         ),
-        formatter_class=_HelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("urls", nargs="*", metavar="URL", help="what to download")
     p.add_argument("-o", "--output", metavar="PATH", help="save the (single) URL here")
@@ -152,39 +129,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-_PLAIN_SCHEMES = ("http://", "https://")
-
-
-def _last_segment(url: str) -> str:
-    """The last segment of ``url``'s path, percent-decoded, as ``urllib.parse`` reads it.
-
-    Plain URLs (http or https, printable ASCII, nothing to decode or strip) are cut here
-    with string operations, as ``urlsplit`` cuts them: a thousand URLs of a list are ~3 ms
-    less, and the run skips importing ``urllib.parse``.  Anything else goes to urllib.
-    """
-    if (
-        url.startswith(_PLAIN_SCHEMES)
-        and url.isascii()
-        and url.isprintable()
-        and " " not in url
-        and "%" not in url
-        and "\\" not in url
-        and "[" not in url  # urllib checks (and may refuse) an IPv6 host
-        and "]" not in url
-    ):
-        # The host ends at the first "/", "?" or "#", so cutting the fragment and the query
-        # first leaves host + path; the path starts at the first "/" of that.
-        head = url.partition("//")[2].split("#", 1)[0].split("?", 1)[0]
-        return head.rpartition("/")[2] if "/" in head else ""
-    from urllib.parse import unquote, urlsplit
-
-    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-
-
 def name_from_url(url: str) -> str:
     """A file name for ``url``: the last segment of its path, decoded; ``index.html`` when
     there is none.  Never a path: separators are replaced."""
-    segment = _last_segment(url)
+    segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
     for sep in ("/", "\\", os.sep, "\0"):
         segment = segment.replace(sep, "_")
     segment = segment.strip()
@@ -254,7 +202,9 @@ def _headers(values: Sequence[str]) -> dict[str, str] | None:
     return headers
 
 
-def _plan(args: argparse.Namespace, jobs: list[tuple[str, str]], **extra: Any) -> Plan:
+def _request(
+    args: argparse.Namespace, jobs: list[tuple[str, str]], **extra: Any
+) -> DownloadRequest:
     checksums: list[str | None] | None = None
     if args.checksum:
         if len(args.checksum) != len(jobs):
@@ -284,16 +234,13 @@ def _plan(args: argparse.Namespace, jobs: list[tuple[str, str]], **extra: Any) -
     }
     options.update(extra)
     try:
-        return Plan.build([u for u, _ in jobs], [p for _, p in jobs], **options)
+        return DownloadRequest.build([u for u, _ in jobs], [p for _, p in jobs], **options)
     except (TypeError, ValueError) as exc:
         raise _UsageError(str(exc)) from None
 
 
 class _JsonLines:
     def __init__(self, stream: IO[str]) -> None:
-        import json  # only --json needs it before the run (the dispatcher loads it anyway)
-
-        self._dumps = json.dumps
         self._stream = stream
         self._lock = threading.Lock()
         self.broken = False
@@ -303,22 +250,19 @@ class _JsonLines:
             if self.broken:
                 return
             try:
-                self._stream.write(self._dumps(obj, ensure_ascii=False) + "\n")
+                self._stream.write(json.dumps(obj, ensure_ascii=False) + "\n")
                 self._stream.flush()
             except (BrokenPipeError, ValueError):
                 self.broken = True
 
 
-def _run(plan: Plan, args: argparse.Namespace) -> int:
-    """Download ``plan``; print as ``args`` asks; the exit status."""
-    tracker = Tracker(plan)
+def _run(request: DownloadRequest, args: argparse.Namespace) -> int:
+    """Download ``request``; print as ``args`` asks; the exit status."""
+    tracker = Tracker(request)
     human = not args.quiet and not args.json
     display: Display | None = None
     if human:
-        from ._progress import make_display
-        from ._results import DownloadEvent
-
-        display = make_display(plan.names())
+        display = make_display(request.names())
     out = _JsonLines(sys.stdout) if args.json else None
     dl_id = 0
 
@@ -338,15 +282,14 @@ def _run(plan: Plan, args: argparse.Namespace) -> int:
     interrupted = False
     try:
         try:
-            dl_id = create_downloader(dl, plan, on_event)
+            dl_id = create_downloader(dl, request, on_event)
         except DownloadRefusedError as exc:
             print(f"tthsd: {exc}", file=sys.stderr)
             return EXIT_USAGE
         if display is not None:
             display.start()
         try:
-            start_downloader(dl, dl_id, plan)
-            prepare_outcome()
+            start_downloader(dl, dl_id, request)
             while not dl.wait(dl_id, timeout=0.2):
                 pass
         except KeyboardInterrupt:
@@ -420,13 +363,7 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    # Only the demo needs these; a download's start-up does not pay for them (_hashlib
-    # loads OpenSSL: ~7 ms).
-    import hashlib
-    import random
-    import tempfile
-
-    from .demo import serve_files
+    from .demo import serve_files  # the demo's HTTP server, needed by --demo alone
 
     rng = random.Random(20240601)  # noqa: S311 - test data, not secrets
     files = {f"/demo{i}.bin": rng.randbytes(DEMO_SIZE) for i in range(1, DEMO_FILES + 1)}
@@ -443,8 +380,10 @@ def _demo(args: argparse.Namespace) -> int:
             )
         if args.limit_rate is None:
             args.limit_rate = DEMO_RATE
-        plan = _plan(args, jobs, parallel=True, checksums=[f"sha256:{d}" for d in digests.values()])
-        status = _run(plan, args)
+        request = _request(
+            args, jobs, parallel=True, checksums=[f"sha256:{d}" for d in digests.values()]
+        )
+        status = _run(request, args)
         if status != EXIT_OK:
             return status
         for (_, path), expected in zip(jobs, digests.values(), strict=True):
@@ -482,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.demo:
             return _demo(args)
-        return _run(_plan(args, _jobs(args)), args)
+        return _run(_request(args, _jobs(args)), args)
     except _UsageError as exc:
         parser.error(str(exc))
     except KeyboardInterrupt:

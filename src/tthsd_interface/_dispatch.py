@@ -27,56 +27,41 @@ The contract:
 from __future__ import annotations
 
 import itertools
+import json
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final, cast
 
 from ._errors import CallbackContextError
 from ._ffi import EventQueue, NativeCallback
-from ._log import tilog
-
-# Not ``typing.TYPE_CHECKING``: the package's import leaves typing out (see ``_ffi``).
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
-    from typing import Any, Final, cast
-
-    from ._types import Callback
+from ._log import _TIlog
+from ._types import Callback
 
 __all__ = ["Dispatcher", "Run"]
 
 _thread_numbers = itertools.count(1)
 
 
+@dataclass(eq=False, slots=True)
 class Run:
-    """What this package knows about one downloader id of the core.
+    """What this package knows about one downloader id of the core."""
 
-    A plain class, not a dataclass: ``dataclasses`` (with ``inspect``) is about 10 ms of
-    every program's start.
-    """
-
-    __slots__ = ("callback", "downloader_id", "events", "muted", "native", "pending_ends",
-                 "stopped")  # fmt: skip
-
-    def __init__(self, callback: Callback | None) -> None:
-        self.callback = callback
-        self.native: NativeCallback | None = None
-        """The C callback given to the core; dropped once ``stop_download`` returned."""
-        self.downloader_id = 0
-        """0 until the core returned the id."""
-        self.pending_ends = 0
-        """``end`` events expected and not delivered yet (guarded by the dispatcher lock)."""
-        self.stopped = False
-        """``stop_download`` returned 0 for this id (the core released it)."""
-        self.muted = False
-        """Deliver nothing more of this run to the user callback."""
-        self.events = 0
-
-    def __repr__(self) -> str:
-        return (
-            f"Run(downloader_id={self.downloader_id}, pending_ends={self.pending_ends}, "
-            f"stopped={self.stopped}, muted={self.muted})"
-        )
+    callback: Callback | None
+    native: NativeCallback | None = None
+    """The C callback given to the core; dropped once ``stop_download`` returned."""
+    downloader_id: int = 0
+    """0 until the core returned the id."""
+    pending_ends: int = 0
+    """``end`` events expected and not delivered yet (guarded by the dispatcher lock)."""
+    stopped: bool = False
+    """``stop_download`` returned 0 for this id (the core released it)."""
+    muted: bool = False
+    """Deliver nothing more of this run to the user callback."""
+    delivered: int = 0
+    """Events of this run handed to the delivery (muted ones included)."""
 
 
 class _Stopped:
@@ -103,8 +88,6 @@ _DELIVERY_FAILED: Final = "TTHSD dispatcher: unexpected error while delivering a
 def _decode(raw: bytes | None) -> Any:
     if raw is None:
         return {}
-    import json  # here, on the dispatcher thread once a download runs: see _jsontext
-
     return json.loads(raw.decode("utf-8", "replace"))
 
 
@@ -118,9 +101,9 @@ class Dispatcher:
 
     def __init__(self, new_event_queue: Callable[[], EventQueue | None] | None = None) -> None:
         self._new_event_queue = new_event_queue
-        self._events: EventQueue | None = None
+        self._event_queue: EventQueue | None = None
         self._by_id: dict[int, Run] = {}
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._callback_items: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._muted = False
@@ -130,15 +113,15 @@ class Dispatcher:
     # -- runs -----------------------------------------------------------------------------
     def new_run(self, callback: Callback | None) -> Run:
         """A run, to hand to the core before the id is known: with the core's event queue
-        (:attr:`events`) when there is one, else with its own C callback.
+        (:attr:`event_queue`) when there is one, else with its own C callback.
 
         The C callback closes over the queue and the run only (not over the
         TTHSDownloader), so a forgotten downloader can still be garbage-collected.
         """
         self._ensure_thread()
         run = Run(callback=callback)
-        if self._events is None:
-            put = self._queue.put
+        if self._event_queue is None:
+            put = self._callback_items.put
 
             def on_event(event_json: bytes | None, msg_json: bytes | None) -> None:
                 put((run, event_json, msg_json))
@@ -147,14 +130,14 @@ class Dispatcher:
         return run
 
     @property
-    def events(self) -> EventQueue | None:
+    def event_queue(self) -> EventQueue | None:
         """The core's event queue new downloaders should use; None: use ``run.native``."""
-        return self._events
+        return self._event_queue
 
     def bind(self, run: Run, downloader_id: int) -> None:
         """The core returned ``downloader_id`` for ``run`` (before any start of it)."""
         run.downloader_id = downloader_id
-        if self._events is not None:  # only polled items name their run by id
+        if self._event_queue is not None:  # only polled items name their run by id
             self._by_id[downloader_id] = run
 
     def expect_end(self, run: Run) -> None:
@@ -179,12 +162,12 @@ class Dispatcher:
     def stopped(self, run: Run) -> None:
         """``stop_download`` returned 0: every event of the id is already queued."""
         run.stopped = True
-        if self._events is not None:
+        if self._event_queue is not None:
             return  # the core queued its "released" item behind the last event
         # The core promised no further call: the C callback may go once the queue has
         # been worked off up to here (the marker holds ``run``, not the thunk).
         run.native = None
-        self._queue.put(_Stopped(run))
+        self._callback_items.put(_Stopped(run))
 
     # -- waiting --------------------------------------------------------------------------
     def on_dispatcher_thread(self) -> bool:
@@ -234,10 +217,10 @@ class Dispatcher:
                 thread = self._thread
         if thread is None:
             return
-        if self._events is not None:
-            self._events.close()  # the poll returns what is left, then None
+        if self._event_queue is not None:
+            self._event_queue.close()  # the poll returns what is left, then None
         else:
-            self._queue.put(_SHUTDOWN)
+            self._callback_items.put(_SHUTDOWN)
         if thread is threading.current_thread():
             self.mute()
         else:
@@ -248,16 +231,16 @@ class Dispatcher:
         with self._cond:
             if self._thread is None and not self._shut_down:
                 if self._new_event_queue is not None:
-                    self._events = self._new_event_queue()
+                    self._event_queue = self._new_event_queue()
                 self._thread = threading.Thread(
-                    target=self._loop if self._events is None else self._poll_loop,
+                    target=self._loop if self._event_queue is None else self._poll_loop,
                     name=f"TTHSD-dispatch-{next(_thread_numbers)}",
                     daemon=True,  # must not keep the interpreter alive
                 )
                 self._thread.start()
 
     def _loop(self) -> None:
-        get = self._queue.get
+        get = self._callback_items.get
         while True:
             item = get()
             if isinstance(item, _Shutdown):
@@ -270,36 +253,32 @@ class Dispatcher:
             try:
                 self._deliver(*item)
             except BaseException:  # noqa: BLE001 - the thread must outlive anything
-                tilog().exception(_DELIVERY_FAILED)
+                _TIlog.exception(_DELIVERY_FAILED)
 
     def _poll_loop(self) -> None:
-        events = self._events
-        assert events is not None
+        event_queue = self._event_queue
+        assert event_queue is not None
         while True:
-            raw = events.poll(-1)
+            raw = event_queue.poll(-1)
             if raw is None:
                 return  # closed by shutdown(), and everything delivered
-            # Imported with the first batch, on this thread, while the download runs (see
-            # _jsontext); later batches find it in sys.modules.
-            import json
-
             try:
                 items = json.loads(raw)
             except ValueError as exc:
-                tilog().warning("undecodable batch of events dropped (%s): %r", exc, raw[:200])
+                _TIlog.warning("undecodable batch of events dropped (%s): %r", exc, raw[:200])
                 continue
             for item in items if isinstance(items, list) else ():
                 try:
                     self._take(item)
                 except BaseException:  # noqa: BLE001 - the thread must outlive anything
-                    tilog().exception(_DELIVERY_FAILED)
+                    _TIlog.exception(_DELIVERY_FAILED)
 
     def _take(self, item: Any) -> None:
         """One ``[downloader_id, event, msg]`` item of a polled batch."""
         dl_id, event, msg = item
         run = self._by_id.get(dl_id)
         if run is None:
-            tilog().debug("event for unknown downloader %r dropped", dl_id)
+            _TIlog.debug("event for unknown downloader %r dropped", dl_id)
             return
         if event is None and msg is None:  # released: nothing more will come for the id
             del self._by_id[dl_id]
@@ -314,7 +293,7 @@ class Dispatcher:
             event = _decode(event_json)
             msg = _decode(msg_json)
         except ValueError as exc:
-            tilog().warning(
+            _TIlog.warning(
                 "downloader %d: undecodable event dropped (%s): %r %r",
                 run.downloader_id, exc, event_json, msg_json,
             )  # fmt: skip
@@ -323,12 +302,12 @@ class Dispatcher:
 
     def _deliver_decoded(self, run: Run, event: Any, msg: Any, raw: object) -> None:
         if not isinstance(event, dict) or not isinstance(msg, dict):
-            tilog().warning(
+            _TIlog.warning(
                 "downloader %d: event that is not a JSON object dropped: %r",
                 run.downloader_id, raw,
             )  # fmt: skip
             return
-        run.events += 1
+        run.delivered += 1
         event_type = event.get("Type")
         callback = run.callback
         skip = self._muted or run.muted or (self._closing and event_type == "update")
@@ -342,12 +321,11 @@ class Dispatcher:
 
 def _call_user(callback: Callback, event: dict[str, Any], msg: dict[str, Any], dl_id: int) -> None:
     # Both members of the Callback union take the two decoded dicts (an Event is a dict).
-    if TYPE_CHECKING:
-        callback = cast("Callable[[dict[str, Any], dict[str, Any]], object]", callback)
+    callback = cast("Callable[[dict[str, Any], dict[str, Any]], object]", callback)
     try:
         callback(event, msg)
     except BaseException:  # noqa: BLE001 - a user callback never stops the download
-        tilog().exception(
+        _TIlog.exception(
             "callback %r raised on %s event of downloader %d (the download goes on)",
             getattr(callback, "__qualname__", callback), event.get("Type"), dl_id,
         )  # fmt: skip

@@ -15,24 +15,20 @@ instance is running or will run.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
 
-from . import _ffi, _jsontext
+from . import _ffi
 from ._dispatch import Dispatcher, Run
 from ._errors import DownloaderClosedError
-from ._log import tilog
-
-# Not ``typing.TYPE_CHECKING``: the package's import leaves typing out (see ``_ffi``).
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-    from pathlib import Path
-    from types import TracebackType
-    from typing import Any, Final
-
-    from ._types import Callback
+from ._log import _TIlog
+from ._types import Callback
 
 __all__ = ["TTHSDownloader"]
 
@@ -115,7 +111,7 @@ def _headers_json(headers: Mapping[str, str] | None) -> str | None:
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("headers must map str to str")
-    return _jsontext.dumps(dict(headers))
+    return json.dumps(dict(headers), ensure_ascii=False)
 
 
 class _Session:
@@ -139,7 +135,7 @@ class _Session:
     def stop(self, downloader_id: int, *, quiet: bool = False) -> bool:
         rc = self.lib.stop_download(downloader_id)
         if rc != 0:
-            tilog().warning(
+            _TIlog.warning(
                 "stop_download(%d) failed: %s", downloader_id, self.lib.last_error() or "-1"
             )
             return False
@@ -148,9 +144,9 @@ class _Session:
         if run is not None:
             self.dispatcher.stopped(run)
         if quiet:
-            tilog().debug("downloader %d released", downloader_id)
+            _TIlog.debug("downloader %d released", downloader_id)
         else:
-            tilog().info("downloader %d stopped", downloader_id)
+            _TIlog.info("downloader %d stopped", downloader_id)
         return True
 
     def close(self) -> None:
@@ -186,8 +182,6 @@ class TTHSDownloader:
     @property
     def library_path(self) -> Path:
         """The library file in use."""
-        from pathlib import Path
-
         return Path(self._lib.path)
 
     @property
@@ -282,7 +276,7 @@ class TTHSDownloader:
         start: bool,
     ) -> int:
         tasks = build_tasks(urls, save_paths, show_names=show_names, ids=ids, checksums=checksums)
-        tasks_json = _jsontext.dumps(tasks)
+        tasks_json = json.dumps(tasks, ensure_ascii=False)
         headers_json = _headers_json(headers)
         _int_arg("thread_count", thread_count)
         _int_arg("chunk_size_mb", chunk_size_mb)
@@ -308,12 +302,12 @@ class TTHSDownloader:
                 if start:
                     dispatcher.unexpect_end(run)
                 run.native = None  # the core created nothing: it cannot call it
-                tilog().error("%s failed: %s", name, reason)
+                _TIlog.error("%s failed: %s", name, reason)
                 return -1
             session.runs[dl_id] = run
             if start:
                 session.record_start(run)
-        tilog().info(
+        _TIlog.info(
             "downloader %d %s with %d task(s)", dl_id, "started" if start else "created",
             len(tasks),
         )  # fmt: skip
@@ -325,8 +319,8 @@ class TTHSDownloader:
         """The core's id for ``run`` (bound to it before any event can come), or -1."""
         lib = self._lib
         dispatcher = self._session.dispatcher
-        events = dispatcher.events
-        if events is None:
+        event_queue = dispatcher.event_queue
+        if event_queue is None:
             assert run.native is not None
             if start:
                 dl_id = lib.start_download(spec, run.native, is_multiple)
@@ -337,7 +331,7 @@ class TTHSDownloader:
             return dl_id
         # Queued events: create, bind, then start, which is what start_download does in
         # one call; a start that fails releases the id again.
-        dl_id = events.get_downloader(spec)
+        dl_id = event_queue.get_downloader(spec)
         if dl_id <= 0:
             return dl_id
         dispatcher.bind(run, dl_id)
@@ -368,11 +362,11 @@ class TTHSDownloader:
             reason = self._lib.last_error()
             if run is not None and not run.stopped:
                 session.dispatcher.unexpect_end(run)
-            tilog().warning("%s(%d) failed: %s", name, downloader_id, reason or rc)
+            _TIlog.warning("%s(%d) failed: %s", name, downloader_id, reason or rc)
             return False
         if run is not None:
             session.record_start(run)
-        tilog().info("downloader %d started (%s)", downloader_id, name)
+        _TIlog.info("downloader %d started (%s)", downloader_id, name)
         return True
 
     def start_download_by_id(self, downloader_id: int) -> bool:
@@ -389,7 +383,7 @@ class TTHSDownloader:
 
     def _control(self, name: str, rc: int, downloader_id: int) -> bool:
         if rc != 0:
-            tilog().warning("%s(%d) failed: %s", name, downloader_id, self._lib.last_error() or rc)
+            _TIlog.warning("%s(%d) failed: %s", name, downloader_id, self._lib.last_error() or rc)
             return False
         return True
 
@@ -486,7 +480,7 @@ class TTHSDownloader:
             else:
                 run = session.runs.get(downloader_id)
                 if run is None:
-                    tilog().warning("wait(%d): not a downloader of this instance", downloader_id)
+                    _TIlog.warning("wait(%d): not a downloader of this instance", downloader_id)
                     return False
                 runs = [run]
         return session.dispatcher.wait(runs, timeout)

@@ -24,12 +24,9 @@ instead.  Invalid Python arguments raise the ordinary built-in exceptions
 
 from __future__ import annotations
 
-# Not ``typing.TYPE_CHECKING``: the package's import leaves typing out (see ``_ffi``).
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+from collections.abc import Sequence
 
-    from ._results import FileFailure, FileResult
+from ._results import FileFailure, FileResult
 
 __all__ = [
     "CallbackContextError",

@@ -1,7 +1,7 @@
 """``_TIlog``: the package's asynchronous, thread-safe logger.
 
-Records go through a queue to one background thread (a small listener of our own, see
-``_Listener``), which writes them at level INFO to
+Records go through a queue (``logging.handlers.QueueHandler``) to one background thread
+(a ``QueueListener``), which writes them at level INFO to
 
 * the console (standard error), and
 * the file ``TTHSDPyInter.log``: next to ``sys.executable`` in a frozen program
@@ -25,31 +25,19 @@ console handler, and would otherwise print twice).
 
 The logger and its listener are shared by every ``TTHSDownloader``: logging is
 thread-safe and the only mutable state here is behind one lock.
-
-``logging`` itself is imported with the first record (or the first use of ``_TIlog``), not
-with the package: with what it pulls in (``traceback``, ``re``, ``enum``...) it is ~8 ms
-of start-up, and the package's first record comes once a download is running, so the
-import overlaps the transfer.  The handler classes, which subclass logging's, live in
-``_loghandlers`` for that reason.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import queue
 import sys
 import threading
-
-# Not ``typing.TYPE_CHECKING``: importing typing (and pathlib) costs every program ~15 ms
-# of start-up; type checkers treat any constant of this name the same way.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import logging
-    from pathlib import Path
-    from typing import Final
-
-    _TIlog: logging.Logger  # made on first use, by __getattr__ below
+from logging.handlers import QueueHandler, QueueListener
+from pathlib import Path
+from typing import Final, TextIO
 
 __all__ = [
     "LOG_FILE_ENV",
@@ -77,12 +65,7 @@ def _default_log_dir() -> str:
 
 
 def _as_path(path: str | None) -> Path | None:
-    """What the public functions return; pathlib is imported only when one is called."""
-    if path is None:
-        return None
-    from pathlib import Path
-
-    return Path(path)
+    return None if path is None else Path(path)
 
 
 class _Unset:
@@ -92,34 +75,58 @@ class _Unset:
 _UNSET: Final = _Unset()
 
 
-class _Listener:
-    """The thread that writes queued records to the handlers.
+class LazyFileHandler(logging.FileHandler):
+    """A file handler that creates its file (and folder) on the first record and, if the
+    file cannot be opened, says so once on standard error and stops trying (instead of
+    printing a traceback for every record)."""
 
-    What :class:`logging.handlers.QueueListener` does (with ``respect_handler_level``), in
-    a few lines: importing ``logging.handlers`` pulls in socket, pickle and more, ~7 ms
-    that every program paid with its first record.
-    """
+    def __init__(self, path: str) -> None:
+        super().__init__(path, mode="a", encoding="utf-8", delay=True)
+        self._broken = False
 
-    _STOP: Final = None
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._broken:
+            return
+        if self.stream is None:
+            try:
+                os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+                self.stream = self._open()
+            except OSError as exc:
+                self._broken = True
+                print(
+                    f"tthsd_interface: cannot write log file {self.baseFilename}: {exc}",
+                    file=sys.stderr,
+                )
+                return
+        super().emit(record)
 
-    def __init__(
-        self, records: queue.SimpleQueue[logging.LogRecord | None], handlers: list[logging.Handler]
-    ) -> None:
-        self._records = records
-        self._handlers = handlers
-        self._thread = threading.Thread(target=self._run, name="tthsd-log", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        while (record := self._records.get()) is not self._STOP:
-            for handler in self._handlers:
-                if record.levelno >= handler.level:
-                    handler.handle(record)
+class StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is when the record is written (a program, or a
+    test runner, may replace it after the handler was made)."""
 
-    def stop(self) -> None:
-        """Writes what is queued, then ends the thread."""
-        self._records.put(self._STOP)
-        self._thread.join()
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+class StartingQueueHandler(QueueHandler):
+    """A ``QueueHandler`` that starts the listener with the first record, so that a
+    program that never logs has no listener thread; after the interpreter began to exit
+    (the listener is shut down) it writes records itself."""
+
+    def __init__(self, state: _LogState) -> None:
+        super().__init__(state.queue)
+        self._state = state
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._state.ensure_started():
+            self._state.handle_synchronously(record)
+            return
+        super().emit(record)
 
 
 class _LogState:
@@ -127,15 +134,15 @@ class _LogState:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self.queue: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
-        self._listener: _Listener | None = None
+        self.queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        self._listener: QueueListener | None = None
         self._handlers: list[logging.Handler] = []
         self._file_choice: str | _Unset | None = _UNSET  # absolute paths
         self._file: str | None = None
         self._console = True
         self._shut_down = False
 
-    # -- called from _StartingQueueHandler.emit, on any thread
+    # -- called from StartingQueueHandler.emit, on any thread
     def ensure_started(self) -> bool:
         """Start the listener if needed; False once shut down (then write synchronously)."""
         if self._listener is not None:
@@ -164,10 +171,6 @@ class _LogState:
         return os.path.join(_default_log_dir(), LOG_FILE_NAME)
 
     def _make_handlers(self) -> list[logging.Handler]:
-        import logging
-
-        from ._loghandlers import LazyFileHandler, StderrHandler
-
         formatter = logging.Formatter(_FORMAT)
         handlers: list[logging.Handler] = []
         if self._console:
@@ -181,7 +184,8 @@ class _LogState:
 
     def _start_locked(self) -> None:
         self._handlers = self._make_handlers()
-        self._listener = _Listener(self.queue, self._handlers)
+        self._listener = QueueListener(self.queue, *self._handlers, respect_handler_level=True)
+        self._listener.start()
 
     def _stop_locked(self) -> None:
         if self._listener is not None:
@@ -231,53 +235,23 @@ class _LogState:
 _state = _LogState()
 
 
-_logger: logging.Logger | None = None
-_logger_lock = threading.Lock()
-
-
-def tilog() -> logging.Logger:
-    """``_TIlog``, the package logger; the first call imports logging and sets it up."""
-    return _logger if _logger is not None else _make_logger()
-
-
 def _make_logger() -> logging.Logger:
-    global _logger
-    with _logger_lock:
-        if _logger is None:
-            import logging
-
-            from ._loghandlers import StartingQueueHandler
-
-            logger = logging.getLogger(LOGGER_NAME)
-            if logger.level == logging.NOTSET:  # a program may have set it before
-                logger.setLevel(logging.INFO)
-            logger.propagate = False
-            if not any(isinstance(h, StartingQueueHandler) for h in logger.handlers):
-                logger.addHandler(StartingQueueHandler(_state))
-            # Importing logging registered its atexit ``shutdown``, which closes every
-            # handler; ours should run before it (atexit runs last-registered first) to
-            # write what is still queued.  Registered again, not moved: a registration
-            # made while the interpreter exits never runs, and the first one must stay.
-            atexit.register(_state.shutdown)
-            _logger = logger
-        return _logger
+    logger = logging.getLogger(LOGGER_NAME)
+    if logger.level == logging.NOTSET:  # a program may have set it before importing us
+        logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not any(isinstance(h, StartingQueueHandler) for h in logger.handlers):
+        logger.addHandler(StartingQueueHandler(_state))
+    return logger
 
 
-def __getattr__(name: str) -> object:
-    if name == "_TIlog":
-        return tilog()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_TIlog: Final = _make_logger()
+"""The package logger of the TTHSD documentation (``logging.getLogger("tthsd_interface")``)."""
 
-
-# Flush what is queued at interpreter exit; records logged after this are written
-# synchronously.
+# logging registered its atexit ``shutdown`` (which closes every handler) when it was
+# imported, before this: ours runs first (atexit runs last-registered first) and writes
+# what is still queued.  Records logged after it are written synchronously.
 atexit.register(_state.shutdown)
-
-# A program that imported logging before us pays nothing for the setup: do it now, as
-# before logging was deferred, so that whatever the program then does to the logger
-# (handlers, propagation) is not undone by our first record.
-if "logging" in sys.modules:
-    _make_logger()
 
 
 def set_log_file(path: str | os.PathLike[str] | None) -> None:

@@ -1,11 +1,13 @@
-"""Progress displays for the command line and ``progress=True``.
+"""Progress displays for the command line and ``progress=True``: what every display keeps
+(:class:`Base`, one :class:`FileView` per file), and the plain one.
 
-* ``RichDisplay`` (a terminal; module ``_richdisplay``, imported only then, since ``rich``
-  costs ~60 ms of import): live bars, one per active file (at most ``max_bars`` at a time)
-  and one for the whole download, with size, speed and ETA; a finished file leaves one
-  line above the bars.
+* ``RichDisplay`` (a terminal; module ``_richdisplay``, built on :class:`Base`): live
+  bars, one per active file (at most ``max_bars`` at a time) and one for the whole
+  download, with size, speed and ETA; a finished file leaves one line above the bars.
 * :class:`PlainDisplay` (not a terminal: a pipe, a log file, CI): plain lines, at most one
   progress line per file per ``interval`` seconds.
+
+``_blocking.make_display`` chooses between them.
 
 Both are fed :class:`DownloadEvent` objects from one thread (the dispatcher thread or the
 event loop) while the main thread may call :meth:`close`; every method is thread-safe.
@@ -23,7 +25,7 @@ from typing import IO, Protocol
 from ._results import DownloadEvent
 from ._units import format_bytes, format_duration, format_rate
 
-__all__ = ["Display", "PlainDisplay", "make_display"]
+__all__ = ["Base", "Display", "FileView", "PlainDisplay", "short"]
 
 
 class Display(Protocol):
@@ -145,15 +147,3 @@ class PlainDisplay(Base):
 
     def close(self) -> None:
         pass
-
-
-def make_display(names: Sequence[str], stream: IO[str] | None = None) -> Display:
-    """Bars when ``stream`` (default: standard error) is a terminal, plain lines otherwise."""
-    target = stream if stream is not None else sys.stderr
-    if target.isatty():
-        from rich.console import Console
-
-        from ._richdisplay import RichDisplay
-
-        return RichDisplay(names, Console(file=target))
-    return PlainDisplay(names, target)

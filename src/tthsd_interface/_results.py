@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-from ._fields import event_type, float_field, int_field, str_field, success
+from ._eventfields import event_type, float_field, int_field, str_field, success
 from ._types import EventType
 
 __all__ = ["DownloadEvent", "FileFailure", "FileResult"]

@@ -23,7 +23,7 @@ from tthsd_interface import (
     FileResult,
     download_async,
 )
-from tthsd_interface._asyncio import _EventQueue
+from tthsd_interface._asyncio import _EventInbox
 
 MiB = 1 << 20
 
@@ -231,7 +231,7 @@ def test_a_closed_loop_never_crashes_the_dispatcher(
 
 def test_event_queue_keeps_one_unread_update_per_file() -> None:
     async def main() -> list[tuple[str, str, int]]:
-        q = _EventQueue(asyncio.get_running_loop())
+        q = _EventInbox(asyncio.get_running_loop())
 
         def ev(kind: str, task: str, downloaded: int = 0) -> DownloadEvent:
             return DownloadEvent.from_raw(
@@ -260,7 +260,7 @@ def test_event_queue_keeps_one_unread_update_per_file() -> None:
 
 def test_two_readers_share_the_events_and_both_see_the_end() -> None:
     async def main() -> tuple[list[str], list[str]]:
-        q = _EventQueue(asyncio.get_running_loop())
+        q = _EventInbox(asyncio.get_running_loop())
 
         async def read() -> list[str]:
             got: list[str] = []

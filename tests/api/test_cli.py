@@ -20,14 +20,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
 
 import tthsd_interface
 from tests.support.content import sha256_file
 from tests.support.server import LoopbackServer, fail_times
-from tthsd_interface._cli import _last_segment, name_from_url
+from tthsd_interface._cli import name_from_url
 
 MiB = 1 << 20
 
@@ -97,7 +96,7 @@ def test_file_names_from_urls(url: str, name: str) -> None:
 
 @pytest.mark.parametrize("columns", [50, 100])
 def test_help_fits_the_width_in_columns(columns: int, tmp_path: Path) -> None:
-    # The parser's formatter reads the width itself (no shutil): $COLUMNS is honoured.
+    # argparse's formatter honours $COLUMNS.
     env = dict(os.environ, COLUMNS=str(columns))
     out = subprocess.run(
         [sys.executable, "-m", "tthsd_interface", "--help"], cwd=tmp_path, env=env,
@@ -110,25 +109,6 @@ def test_help_fits_the_width_in_columns(columns: int, tmp_path: Path) -> None:
     assert max(len(line) for line in lines) <= columns
     if columns == 100:
         assert max(len(line) for line in lines) > 50  # the width is used, not a default
-
-
-def test_plain_urls_are_cut_as_urllib_cuts_them() -> None:
-    # name_from_url cuts plain URLs itself; every URL here must give what urlsplit and
-    # unquote give, whichever way it goes.
-    hosts = ["h", "h:8080", "user:pw@h", "[::1]:80", "h?", "h#"]
-    paths = ["", "/", "/a", "/a/b.iso", "/a/", "/..", "/a b", "/%41%2F.txt", "/x\\y", "//d"]
-    tails = ["", "?q=1", "?q=/x/y.bin", "#f", "#f/g.bin", "?q#f", "?#"]
-    schemes = ["http://", "https://", "HTTP://", "ftp://"]
-    checked = 0
-    for scheme in schemes:
-        for host in hosts:
-            for path in paths:
-                for tail in tails:
-                    url = scheme + host + path + tail
-                    expected = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-                    assert _last_segment(url) == expected, url
-                    checked += 1
-    assert checked == len(schemes) * len(hosts) * len(paths) * len(tails)
 
 
 def test_input_file_with_comments_paths_and_stdin(

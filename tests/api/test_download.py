@@ -146,7 +146,7 @@ def test_each_delivery_is_used_and_calls_back_on_the_dispatcher_thread(
             callback=recorder, is_multiple=True,
         )  # fmt: skip
         assert dl_id > 0
-        assert (dl._session.dispatcher.events is not None) == (delivery == "queue")
+        assert (dl._session.dispatcher.event_queue is not None) == (delivery == "queue")
         assert dl.wait(dl_id, timeout=30)
     assert len(recorder.threads) == 1
     assert next(iter(recorder.threads)).startswith("TTHSD-dispatch-")

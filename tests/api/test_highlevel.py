@@ -166,10 +166,11 @@ def test_the_seed_api_refuses_a_save_path_that_names_a_folder(
 
 
 def test_the_tracker_reads_raw_events_as_it_reads_download_events() -> None:
-    from tthsd_interface._highlevel import Plan, Tracker
+    from tthsd_interface._request import DownloadRequest
+    from tthsd_interface._tracker import Tracker
 
-    plan = Plan.build(["http://h/a", "http://h/b", "http://h/c"], ["a", "b", "c"])
-    a, b, _ = plan.ids
+    request = DownloadRequest.build(["http://h/a", "http://h/b", "http://h/c"], ["a", "b", "c"])
+    a, b, _ = request.ids
     raw: list[tuple[dict[str, object], dict[str, object]]] = [
         ({"Type": "start", "ID": ""}, {}),
         ({"Type": "startOne", "ID": a}, {"Index": 1}),
@@ -181,7 +182,7 @@ def test_the_tracker_reads_raw_events_as_it_reads_download_events() -> None:
         ({"Type": "surprise", "ID": a}, {"Text": "Download stopped"}),  # an unknown type
         ({"Type": "end", "ID": ""}, {}),
     ]
-    by_raw, by_event = Tracker(plan), Tracker(plan)
+    by_raw, by_event = Tracker(request), Tracker(request)
     for event, msg in raw:
         by_raw.feed_raw(event, msg)
         by_event.feed(DownloadEvent.from_raw(event, msg))

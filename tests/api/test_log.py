@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import tthsd_interface
-from tthsd_interface import TTHSDownloader, _log, _loghandlers
+from tthsd_interface import TTHSDownloader, _log
 from tthsd_interface._log import _TIlog
 
 
@@ -33,7 +33,7 @@ def test_the_logger_is_info_and_asynchronous() -> None:
     assert _TIlog.getEffectiveLevel() == logging.INFO
     # One handler, which only queues records (their message merged, as
     # logging.handlers.QueueHandler would) for the listener thread.
-    (handler,) = [h for h in _TIlog.handlers if isinstance(h, _loghandlers.StartingQueueHandler)]
+    (handler,) = [h for h in _TIlog.handlers if isinstance(h, _log.StartingQueueHandler)]
     assert handler.queue is _log._state.queue
     assert _TIlog.propagate is False
 

@@ -1,17 +1,15 @@
-"""Reading a core event from the two raw dicts a callback receives (ABI.md section 4).
+"""Reading the fields of a core event from the two raw dicts a callback receives (ABI.md
+section 4), with one default per field.
 
-:class:`DownloadEvent` (``_results``) and the high-level ``Tracker`` read the same keys with
-the same defaults.  The tracker reads the raw dicts directly: it sees every event of a run
-(3,000 for 1,000 small files), and a frozen dataclass for each, built only to read two
-keys, also needed ``dataclasses`` (with ``inspect``) imported before the first request.
+:class:`DownloadEvent` (``_results``) and the run ``Tracker`` (``_tracker``) read the same
+keys with the same defaults.  The tracker reads the raw dicts directly: it sees every
+event of a run (3,000 for 1,000 small files) and needs two keys of each.
 """
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from typing import Any
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["EVENT_TYPES", "event_type", "float_field", "int_field", "str_field", "success"]
 
