@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -242,7 +241,6 @@ pub(crate) struct Shared {
     pub sink: Arc<dyn EventSink>,
     pub limiter: RateLimiter,
     pub counters: Counters,
-    pub permits: Arc<Semaphore>,
     clock: Mutex<Clock>,
     /// Smoothed downloader speed (f64 bits).
     pub speed: AtomicU64,
@@ -270,7 +268,7 @@ impl Shared {
             user_agent: cfg.user_agent,
             connect_timeout: cfg.connect_timeout,
             proxy: cfg.proxy,
-            max_idle_per_host: cfg.connections,
+            connections: cfg.connections,
         })?;
         *slot = Some(c.clone());
         Ok(c)
@@ -374,7 +372,6 @@ impl Downloader {
                 })
             })
             .collect();
-        let permits = Arc::new(Semaphore::new(config.connections));
         Ok(Downloader {
             shared: Arc::new(Shared {
                 tasks,
@@ -389,7 +386,6 @@ impl Downloader {
                 sink,
                 limiter: RateLimiter::default(),
                 counters: Counters::default(),
-                permits,
                 clock: Mutex::new(Clock::default()),
                 speed: AtomicU64::new(0f64.to_bits()),
             }),

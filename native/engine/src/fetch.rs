@@ -18,7 +18,6 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
-use tokio::sync::OwnedSemaphorePermit;
 use url::Url;
 
 use crate::checksum::{Checksum, Hasher, encode_hex};
@@ -104,9 +103,10 @@ pub(crate) struct PrefixDigest {
     pub generation: u64,
 }
 
-/// Holds one connection slot of the downloader's budget while a request is open.
+/// Holds one request slot of the downloader's connection budget while a request is
+/// open: the request goes out on the slot's connection.
 pub(crate) struct Connection {
-    _permit: OwnedSemaphorePermit,
+    slot: http::Slot,
     shared: Arc<Shared>,
 }
 
@@ -119,16 +119,11 @@ impl Drop for Connection {
     }
 }
 
-async fn connection(shared: &Arc<Shared>) -> Result<Connection> {
-    let permit = shared
-        .permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| Error::state("connection budget closed"))?;
+async fn connection(shared: &Arc<Shared>, client: &Client) -> Result<Connection> {
+    let slot = client.acquire().await?;
     shared.counters.connections.fetch_add(1, Ordering::Relaxed);
     Ok(Connection {
-        _permit: permit,
+        slot,
         shared: shared.clone(),
     })
 }
@@ -449,9 +444,9 @@ async fn attempt_file(
     {
         return finalize(&ctx, None, *total).await;
     }
-    let conn = connection(shared).await?;
+    let conn = connection(shared, &ctx.client).await?;
     if whole_only {
-        let resp = send(&ctx, &task.spec.url, None, None).await?;
+        let resp = send(&ctx, &conn, &task.spec.url, None, None).await?;
         return match resp.status() {
             StatusCode::OK => whole(&ctx, resp, conn).await,
             _ => Err(http::status_error(&resp)),
@@ -471,6 +466,7 @@ async fn attempt_file(
     };
     let resp = send(
         &ctx,
+        &conn,
         &task.spec.url,
         Some(range_header(ask_start, Some(ask_end))),
         if_range.as_deref(),
@@ -504,7 +500,7 @@ async fn attempt_file(
                 _ => {
                     // A 206 we cannot place: never guess, take the whole body instead.
                     drop(resp);
-                    let resp = send(&ctx, &task.spec.url, None, None).await?;
+                    let resp = send(&ctx, &conn, &task.spec.url, None, None).await?;
                     match resp.status() {
                         StatusCode::OK => whole(&ctx, resp, conn).await,
                         _ => Err(http::status_error(&resp)),
@@ -535,7 +531,7 @@ async fn attempt_file(
             if let Some(ContentRange::Unsatisfied { total: 0 }) = cr {
                 return empty_file(&ctx).await;
             }
-            let resp = send(&ctx, &task.spec.url, None, None).await?;
+            let resp = send(&ctx, &conn, &task.spec.url, None, None).await?;
             match resp.status() {
                 StatusCode::OK => whole(&ctx, resp, conn).await,
                 _ => Err(http::status_error(&resp)),
@@ -548,11 +544,12 @@ async fn attempt_file(
 /// Sends a GET, bounded by the read timeout while waiting for the response head.
 async fn send(
     ctx: &FileCtx<'_>,
+    conn: &Connection,
     url: &Url,
     range: Option<String>,
     if_range: Option<&str>,
 ) -> Result<Response> {
-    let fut = http::get(&ctx.client, url, &ctx.headers, range, if_range);
+    let fut = http::get(&ctx.client, &conn.slot, url, &ctx.headers, range, if_range);
     match tokio::time::timeout(ctx.cfg.read_timeout + ctx.cfg.connect_timeout, fut).await {
         Ok(r) => r,
         Err(_) => Err(Error::transient(
@@ -758,15 +755,7 @@ async fn ranged(
         .min(remaining.div_ceil(MIN_SPLIT) as usize)
         .max(1);
     let mut headers = ctx.headers.clone();
-    if !same_origin(&task.spec.url, &final_url) {
-        for h in [
-            header::AUTHORIZATION,
-            header::COOKIE,
-            header::PROXY_AUTHORIZATION,
-        ] {
-            headers.remove(h);
-        }
-    }
+    http::strip_cross_origin(&mut headers, &task.spec.url, &final_url);
     let rctx = RangeCtx {
         file: ctx,
         url: final_url,
@@ -806,12 +795,6 @@ async fn ranged(
     finalize(ctx, Some(rctx.part), total).await
 }
 
-fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
-}
-
 type FirstResponse = (Lease, Response, u64, Connection);
 
 /// One connection's loop: take a lease, fetch it, repeat until the plan is drained.
@@ -845,8 +828,8 @@ async fn fetch_lease(
         let result = match pre.take() {
             Some((resp, end, conn)) => stream_range(ctx, lease, resp, end, conn).await,
             None => {
-                let conn = connection(f.shared).await?;
-                match request_range(ctx, lease).await {
+                let conn = connection(f.shared, &f.client).await?;
+                match request_range(ctx, lease, &conn).await {
                     Ok((resp, end)) => stream_range(ctx, lease, resp, end, conn).await,
                     Err(e) => Err(e),
                 }
@@ -890,11 +873,16 @@ async fn fetch_lease(
 }
 
 /// Asks for the rest of a lease and checks the answer fits exactly.
-async fn request_range(ctx: &RangeCtx<'_>, lease: &Lease) -> Result<(Response, u64)> {
+async fn request_range(
+    ctx: &RangeCtx<'_>,
+    lease: &Lease,
+    conn: &Connection,
+) -> Result<(Response, u64)> {
     let (pos, end) = (lease.pos(), lease.end());
     let f = ctx.file;
     let fut = http::get(
         &f.client,
+        &conn.slot,
         &ctx.url,
         &ctx.headers,
         Some(range_header(pos, Some(end))),
@@ -978,7 +966,6 @@ async fn stream_range(
     promised_end: u64,
     conn: Connection,
 ) -> Result<()> {
-    let _conn = conn;
     let f = ctx.file;
     let expected = promised_end.saturating_sub(lease.pos());
     let mut received: u64 = 0;
@@ -989,7 +976,7 @@ async fn stream_range(
             Ok(None) => break,
             Err(e) => {
                 // Keep what arrived before the failure.
-                commit(ctx, lease, &mut batch)?;
+                commit(ctx, lease, &mut batch, promised_end)?;
                 return Err(e);
             }
         };
@@ -1005,16 +992,20 @@ async fn stream_range(
         f.shared.limiter.acquire(chunk.len() as u64).await;
         batch.push(chunk);
         if overrun {
-            commit(ctx, lease, &mut batch)?;
+            commit(ctx, lease, &mut batch, promised_end)?;
             return Ok(()); // the connection is dropped with the rest of the body
         }
-        let more = commit(ctx, lease, &mut batch)?;
-        if !more || lease.remaining() == 0 {
+        let more = commit(ctx, lease, &mut batch, promised_end)?;
+        if !more || lease.remaining() == 0 && !ctx.plan.extend(lease, promised_end) {
             // Cut short by a thief, or everything we need is here: stop reading.
+            if lease.relieved() {
+                // Taken over for crawling: the lane's next request gets a new connection.
+                conn.slot.retire();
+            }
             return Ok(());
         }
     }
-    commit(ctx, lease, &mut batch)?;
+    commit(ctx, lease, &mut batch, promised_end)?;
     if received < expected && lease.remaining() > 0 {
         return Err(Error::transient(
             ErrorCode::Network,
@@ -1025,12 +1016,17 @@ async fn stream_range(
 }
 
 /// Claims and writes the batch at the lease's position, emptying it. False when the
-/// lease was cut short (the rest of the batch belongs to another connection).
-fn commit(ctx: &RangeCtx<'_>, lease: &Lease, batch: &mut Batch) -> Result<bool> {
+/// lease was cut short (the rest of the batch belongs to another connection). A batch
+/// that runs past the lease's end first tries to take the next pending piece, up to
+/// where the response ends (`promised_end`).
+fn commit(ctx: &RangeCtx<'_>, lease: &Lease, batch: &mut Batch, promised_end: u64) -> Result<bool> {
     if batch.is_empty() {
         return Ok(true);
     }
     let wanted = batch.len as u64;
+    if lease.remaining() < wanted {
+        ctx.plan.extend(lease, promised_end);
+    }
     let (offset, granted) = lease.claim(wanted);
     if granted > 0 {
         batch.truncate(granted as usize);

@@ -12,8 +12,9 @@
 //! - `fetch`: one file: probe, ranged or whole transfer, verify, publish.
 //! - [`plan`]: cutting a file into ranges, work stealing at the tail.
 //! - [`range`]: byte ranges and `Content-Range`.
-//! - [`http`]: the client, redirects, error classification.
-//! - `transport`: our hyper client for requests no proxy touches (bounded buffers).
+//! - [`http`]: the policy layer (redirects, credentials, error classification) over
+//!   the direct and proxied transports, and the connection budget (`thread_count`
+//!   TCP connections on HTTP/1.1 and HTTP/2 alike).
 //! - [`retry`]: what is retried and the backoff schedule.
 //! - [`ratelimit`]: the downloader-wide speed limit.
 //! - [`storage`]: part files and positional writes.
@@ -41,7 +42,6 @@ mod run;
 pub mod runtime;
 pub mod storage;
 pub mod task;
-mod transport;
 
 pub use downloader::{Config, Downloader, Mode, State};
 pub use error::{Error, ErrorCode, Result};

@@ -38,17 +38,25 @@ struct LeaseState {
     since: Instant,
     /// `pos` at `since`.
     pos_at_since: u64,
+    /// When the owner last claimed bytes: the end of its measured span.
+    last_claim: Instant,
+    /// A thief took the whole rest because this connection crawled: its owner should
+    /// not reuse the connection.
+    relieved: bool,
 }
 
 impl LeaseState {
+    /// Bytes per second since the piece was handed out, up to `until`; `None` before
+    /// any byte arrived.
+    fn speed(&self, until: Instant) -> Option<f64> {
+        let done = self.pos - self.pos_at_since;
+        let elapsed = until.saturating_duration_since(self.since).as_secs_f64();
+        (done > 0 && elapsed > 0.0).then(|| done as f64 / elapsed)
+    }
+
     /// Time the owner still needs at its speed so far; `None` before any byte arrived.
     fn time_left(&self, now: Instant) -> Option<Duration> {
-        let done = self.pos - self.pos_at_since;
-        let elapsed = now.saturating_duration_since(self.since).as_secs_f64();
-        if done == 0 || elapsed <= 0.0 {
-            return None;
-        }
-        let speed = done as f64 / elapsed;
+        let speed = self.speed(now)?;
         Some(Duration::from_secs_f64(
             self.end.saturating_sub(self.pos) as f64 / speed,
         ))
@@ -72,6 +80,8 @@ impl Lease {
                 end,
                 since: Instant::now(),
                 pos_at_since: start,
+                last_claim: Instant::now(),
+                relieved: false,
             })),
         }
     }
@@ -102,7 +112,15 @@ impl Lease {
         let offset = s.pos;
         let granted = n.min(s.end.saturating_sub(s.pos));
         s.pos += granted;
+        if granted > 0 {
+            s.last_claim = Instant::now();
+        }
         (offset, granted)
+    }
+
+    /// True when a thief took the rest because this connection crawled.
+    pub fn relieved(&self) -> bool {
+        self.lock().relieved
     }
 
     /// Gives back bytes claimed but not written (a failed write), so they are retried.
@@ -129,6 +147,55 @@ pub const MIN_STEAL_TIME: Duration = Duration::from_millis(60);
 struct PlanInner {
     pending: VecDeque<(u64, u64)>,
     active: Vec<Lease>,
+    /// Speeds of the last finished leases, for what a healthy connection does here.
+    finished: VecDeque<f64>,
+}
+
+/// Finished leases whose speed is remembered.
+const SPEED_HISTORY: usize = 16;
+
+/// A connection slower than the typical one by this factor is a straggler: the whole
+/// rest of its piece goes to the next idle connection instead of the back half.
+const CRAWL_FACTOR: f64 = 4.0;
+
+/// The least a straggler's piece must have left for a take-over to be worth a request.
+pub const MIN_TAKEOVER: u64 = 64 * 1024;
+
+impl PlanInner {
+    /// Drops finished leases, remembering their speeds.
+    fn retire_finished(&mut self) {
+        let mut finished = Vec::new();
+        self.active.retain(|l| {
+            let s = l.lock();
+            if s.end > s.pos {
+                return true;
+            }
+            // A straggler's speed says nothing about what healthy connections do.
+            if !s.relieved
+                && let Some(v) = s.speed(s.last_claim)
+            {
+                finished.push(v);
+            }
+            false
+        });
+        for v in finished {
+            if self.finished.len() == SPEED_HISTORY {
+                self.finished.pop_front();
+            }
+            self.finished.push_back(v);
+        }
+    }
+
+    /// The median speed of finished leases and of the active ones with bytes.
+    fn typical_speed(&self, now: Instant) -> Option<f64> {
+        let mut v: Vec<f64> = self.finished.iter().copied().collect();
+        v.extend(self.active.iter().filter_map(|l| l.lock().speed(now)));
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        Some(v[v.len() / 2])
+    }
 }
 
 impl Plan {
@@ -148,6 +215,7 @@ impl Plan {
             inner: Mutex::new(PlanInner {
                 pending,
                 active: Vec::new(),
+                finished: VecDeque::new(),
             }),
             min_steal_time: MIN_STEAL_TIME,
             piece: piece.max(MIN_SPLIT),
@@ -164,18 +232,33 @@ impl Plan {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a lease the caller already has a response for (the probe's range),
-    /// removing it from what is pending. The rest of the piece the lease ends in goes to
-    /// the back of the queue, for the caller to continue with ([`Plan::next_after`]).
+    /// Registers a lease the caller already has a response for (the probe's range,
+    /// chosen before the size was known), taking it out of what is pending. The lease
+    /// ends where the piece it starts in ends, even if the response goes on: a probe
+    /// of one chunk against pieces of 4 MiB would otherwise hold 2.5 pieces on one
+    /// connection, and every other connection would wait for it at the end (64 MiB over
+    /// 16 connections capped at 5 MB/s: 1.5 s instead of 1.1). The piece after it goes
+    /// to the back of the queue, so the probe's response can run on into it
+    /// ([`Plan::extend`]) when nobody else needed it.
     pub fn adopt(&self, start: u64, end: u64) -> Lease {
         let mut inner = self.lock();
+        let piece_end = inner
+            .pending
+            .iter()
+            .find(|&&(s, e)| s <= start && start < e)
+            .map_or(end, |&(_, e)| e);
+        let end = end.min(piece_end).max(start);
         let mut rest = VecDeque::new();
         let mut continuation = None;
         for (s, e) in inner.pending.drain(..) {
-            // Keep the parts of each pending piece outside [start, end).
             if e <= start || s >= end {
-                rest.push_back((s, e));
+                if s == end {
+                    continuation = Some((s, e));
+                } else {
+                    rest.push_back((s, e));
+                }
             } else {
+                // Keep the parts of each pending piece outside [start, end).
                 if s < start {
                     rest.push_back((s, start));
                 }
@@ -191,6 +274,30 @@ impl Plan {
         lease
     }
 
+    /// Lets an owner whose response reaches past its lease keep reading: the pending
+    /// piece that starts at the lease's end joins the lease, up to `limit` (where the
+    /// response ends). False when no such piece is pending.
+    pub fn extend(&self, lease: &Lease, limit: u64) -> bool {
+        let mut inner = self.lock();
+        let mut s = lease.lock();
+        let end = s.end;
+        if end >= limit || s.relieved {
+            return false;
+        }
+        let Some(i) = inner.pending.iter().position(|&(ps, _)| ps == end) else {
+            return false;
+        };
+        let (_, pe) = inner.pending[i];
+        let new_end = pe.min(limit);
+        if new_end == pe {
+            inner.pending.remove(i);
+        } else {
+            inner.pending[i] = (new_end, pe);
+        }
+        s.end = new_end;
+        true
+    }
+
     /// The next piece: a pending one, or the back half (at most a piece) of the active one
     /// that will take longest.
     pub fn next(&self) -> Option<Lease> {
@@ -201,7 +308,7 @@ impl Plan {
     /// last lease ended) comes first: the probe's connection continues its piece.
     pub fn next_after(&self, prev_end: Option<u64>) -> Option<Lease> {
         let mut inner = self.lock();
-        inner.active.retain(|l| l.remaining() > 0);
+        inner.retire_finished();
         let adjacent = prev_end.and_then(|p| inner.pending.iter().position(|&(s, _)| s == p));
         let piece = match adjacent {
             Some(i) => inner.pending.remove(i),
@@ -213,14 +320,23 @@ impl Plan {
             return Some(lease);
         }
         let now = Instant::now();
+        let typical = inner.typical_speed(now);
+        // A lease crawls when its speed is a fraction of what connections here do.
+        let crawling = |st: &LeaseState| {
+            typical.is_some_and(|t| st.speed(now).is_some_and(|v| v * CRAWL_FACTOR < t))
+        };
         // The piece that will take longest; one with no byte yet counts as slow once it
         // is older than the threshold (its connection may be stalled).
         let victim = inner
             .active
             .iter()
-            .filter(|l| l.remaining() >= 2 * MIN_SPLIT)
             .filter_map(|l| {
                 let s = l.lock();
+                let remaining = s.end.saturating_sub(s.pos);
+                let splittable = remaining >= 2 * MIN_SPLIT;
+                if !(splittable || remaining >= MIN_TAKEOVER && crawling(&s)) {
+                    return None;
+                }
                 let left = s.time_left(now).or_else(|| {
                     let age = now.saturating_duration_since(s.since);
                     (age > self.min_steal_time).then_some(Duration::MAX)
@@ -234,15 +350,22 @@ impl Plan {
         let stolen = {
             let mut v = victim.lock();
             let remaining = v.end.saturating_sub(v.pos);
-            if remaining < 2 * MIN_SPLIT {
+            let take = if remaining >= MIN_TAKEOVER && crawling(&v) {
+                // A straggler: halving would leave it a quarter, then an eighth, each
+                // still at its crawl (256 MiB with one connection in ten at 256 KiB/s
+                // took 4.1 s against 0.27 on a healthy server). The thief takes all of
+                // it; what the straggler has in flight is the only byte fetched twice.
+                v.relieved = true;
+                remaining
+            } else if remaining >= 2 * MIN_SPLIT {
+                // The back half, but at most one piece: a thief that took half of a
+                // lease holding several pieces would have more to do than every other
+                // connection and finish last, while one piece leaves the rest for the
+                // next connection that runs dry.
+                (remaining / 2).min(self.piece)
+            } else {
                 return None;
-            }
-            // The back half, but at most one piece. Only the probe's lease can hold more
-            // than two pieces (its range was chosen before the size was known: one chunk
-            // against pieces of 4 MiB at 64 connections); a thief that took half of it
-            // would have more to do than every other connection and finish last, while
-            // taking one piece leaves the rest for the next connection that runs dry.
-            let take = (remaining / 2).min(self.piece);
+            };
             let mid = v.end - take;
             let old_end = v.end;
             v.end = mid;
@@ -324,19 +447,96 @@ mod tests {
 
     #[test]
     fn a_steal_takes_at_most_one_piece() {
-        // The probe asked for 10 units against pieces of 4: the first thief takes one
-        // piece from its back, not the half (4.5 units) that would make it finish last.
+        // A lease that ran on over three pieces: the first thief takes one piece from
+        // its back, not the half (5.5 units) that would make it finish last.
         let m = MIN_SPLIT;
         let p = Plan::new(&[(0, 12 * m)], 4 * m).with_min_steal_time(Duration::ZERO);
+        let a = p.next().unwrap();
+        a.claim(4 * m);
+        assert!(p.extend(&a, 12 * m) && p.extend(&a, 12 * m));
+        assert_eq!(a.end(), 12 * m);
+        let thief = p.next().unwrap();
+        assert_eq!((thief.start, thief.end()), (8 * m, 12 * m));
+        assert_eq!(a.end(), 8 * m);
+        // (Within two pieces the back half goes: steals_the_back_half_of_the_largest_piece.)
+    }
+
+    #[test]
+    fn the_probe_lease_ends_with_its_piece() {
+        // The probe asked for 10 units against pieces of 4: it keeps one piece, and the
+        // piece after it waits at the back of the queue.
+        let m = MIN_SPLIT;
+        let p = Plan::new(&[(0, 16 * m)], 4 * m);
         let probe = p.adopt(0, 10 * m);
-        probe.claim(m);
+        assert_eq!((probe.start, probe.end()), (0, 4 * m));
+        let order: Vec<_> = std::iter::from_fn(|| p.next().map(|l| (l.start, l.end()))).collect();
+        assert_eq!(
+            order,
+            vec![(8 * m, 12 * m), (12 * m, 16 * m), (4 * m, 8 * m)]
+        );
+    }
+
+    #[test]
+    fn a_response_runs_on_into_pieces_nobody_took() {
+        let m = MIN_SPLIT;
+        let p = Plan::new(&[(0, 12 * m)], 4 * m);
+        let probe = p.adopt(0, 10 * m);
+        probe.claim(4 * m);
+        assert!(p.extend(&probe, 10 * m));
+        assert_eq!(probe.end(), 8 * m);
+        probe.claim(4 * m);
+        // Only up to where the response ends: the rest of that piece stays pending.
+        assert!(p.extend(&probe, 10 * m));
+        assert_eq!(probe.end(), 10 * m);
+        assert!(!p.extend(&probe, 10 * m));
         let rest = p.next().unwrap();
         assert_eq!((rest.start, rest.end()), (10 * m, 12 * m));
-        rest.claim(m); // too little left to split: the probe is the only victim
+    }
+
+    #[test]
+    fn a_piece_another_connection_took_is_not_run_into() {
+        let m = MIN_SPLIT;
+        let p = Plan::new(&[(0, 8 * m)], 4 * m);
+        let probe = p.adopt(0, 8 * m);
+        let other = p.next().unwrap();
+        assert_eq!(other.start, 4 * m);
+        probe.claim(4 * m);
+        assert!(!p.extend(&probe, 8 * m));
+        assert_eq!(probe.claim(1).1, 0);
+    }
+
+    #[test]
+    fn a_crawling_lease_is_taken_over_whole() {
+        let m = MIN_SPLIT;
+        let p = Plan::new(&[(0, 6 * m)], 2 * m).with_min_steal_time(Duration::ZERO);
+        let fast = p.next().unwrap();
+        let slow = p.next().unwrap();
+        let third = p.next().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        fast.claim(2 * m); // 1 MiB in ~5 ms: the healthy speed here
+        third.claim(2 * m);
+        slow.claim(1000);
+        std::thread::sleep(Duration::from_millis(20));
+        // ~1000 bytes in 25 ms: a crawl; the thief takes everything it has left.
+        let thief = p.next().expect("taken over");
+        assert_eq!((thief.start, thief.end()), (2 * m + 1000, 4 * m));
+        assert!(slow.relieved());
+        assert_eq!(slow.claim(1).1, 0);
+        assert!(!thief.relieved());
+    }
+
+    #[test]
+    fn a_lease_at_the_common_speed_is_only_halved() {
+        let m = MIN_SPLIT;
+        let p = Plan::new(&[(0, 8 * m)], 4 * m).with_min_steal_time(Duration::ZERO);
+        let a = p.next().unwrap();
+        let b = p.next().unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        a.claim(4 * m);
+        b.claim(2 * m); // half the speed of a: slower, not a straggler
         let thief = p.next().unwrap();
-        assert_eq!((thief.start, thief.end()), (6 * m, 10 * m));
-        assert_eq!(probe.end(), 6 * m);
-        // (Within two pieces the back half goes: steals_the_back_half_of_the_largest_piece.)
+        assert!(!b.relieved());
+        assert_eq!(thief.end() - thief.start, m);
     }
 
     #[test]

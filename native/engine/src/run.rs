@@ -36,14 +36,24 @@ pub(crate) async fn run_tasks(shared: &Arc<Shared>, mode: Mode) -> bool {
                 ok
             }
             Mode::Parallel => {
-                // At most `connections` files transferring at once (which bounds open
-                // files too). A file gives its slot up when its bytes are in, so the next
-                // file transfers while the publisher makes the last ones durable.
-                let slots = Arc::new(Semaphore::new(shared.config().connections.max(1)));
+                // As many files transferring at once as requests may be in flight (which
+                // bounds open files too): `connections`, and more once the connections
+                // turn out to speak HTTP/2 and carry several streams each. A file gives
+                // its slot up when its bytes are in, so the next file transfers while the
+                // publisher makes the last ones durable.
+                let mut granted = shared.config().connections.max(1);
+                let slots = Arc::new(Semaphore::new(granted));
+                let client = shared.client().ok();
                 let mut queue = todo.into_iter().peekable();
                 let mut running = FuturesUnordered::new();
                 let mut ok = true;
                 loop {
+                    if let Some(capacity) = client.as_ref().map(|c| c.capacity())
+                        && capacity > granted
+                    {
+                        slots.add_permits(capacity - granted);
+                        granted = capacity;
+                    }
                     tokio::select! {
                         biased;
                         Some(r) = running.next(), if !running.is_empty() => ok &= r,
