@@ -20,7 +20,7 @@ from ._types import Callback
 
 __all__ = ["ProgressArg", "download", "fetch", "make_display", "progress_handler"]
 
-ProgressArg: TypeAlias = "bool | Callable[[DownloadEvent], object] | None"
+ProgressArg: TypeAlias = bool | Callable[[DownloadEvent], object] | None
 """``progress=``: None/False for nothing, True for progress bars on standard error (plain
 lines when it is not a terminal), or a callable that receives every
 :class:`DownloadEvent`."""

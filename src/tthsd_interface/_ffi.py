@@ -1,4 +1,4 @@
-"""Every foreign declaration of the TTHighSpeedDownloader library, and nothing else.
+"""The TTHighSpeedDownloader library, loaded and wrapped.
 
 This is the only module of the package that touches ``ctypes`` pointers.  It
 
@@ -7,8 +7,8 @@ This is the only module of the package that touches ``ctypes`` pointers.  It
   current directory (what the TTHSD documentation promises), then the copy bundled inside
   this package; the first candidate that exists is loaded, and when none does,
   :class:`LibraryNotFoundError` names every path tried;
-* declares every export of ``native/include/tthsd.h`` from the one table of them,
-  ``_prototypes.PROTOTYPES``;
+* declares every export of ``native/include/tthsd.h`` with the one table of them,
+  ``_prototypes.PROTOTYPES`` (prototypes, ``argtypes`` and ``restype``);
 * wraps them in :class:`NativeLibrary`, whose methods take and return plain Python values
   (``int``, ``str``, ``dict``) and never raise for an unknown downloader id: the core's
   ``-1`` comes back as ``-1``, and :meth:`NativeLibrary.last_error` tells why.
@@ -231,7 +231,8 @@ class CreateArgs:
 
 
 class EventQueue:
-    """An event queue of the core (``tthsd_queue_*``): the host's own thread takes the
+    """An event queue of the core (``tthsd_queue_*``; ``EventQueue`` in
+    native/ffi/src/queue.rs is the other side of it): the host's own thread takes the
     events in batches, instead of the core calling into Python once per event.
 
     Why: each call of a ctypes callback from a core thread makes CPython build and tear

@@ -42,28 +42,45 @@ class CallbackArg:
         return obj
 
 
-# The arguments every creating export shares, up to ``use_socket``.
+# What every creating export takes up to ``use_socket``: const char *tasks_json,
+# int task_count, int thread_count, int chunk_size_mb, tthsd_callback callback,
+# bool use_callback_url, const char *user_agent, const char *remote_callback_url,
+# const bool *use_socket.
 _CREATE: Final = (c_char_p, c_int, c_int, c_int, CallbackArg, c_bool, c_char_p, c_char_p, BOOL_P)
 
 PROTOTYPES: Final[dict[str, tuple[Any, tuple[Any, ...]]]] = {
-    # Export name: (restype, argtypes), in the header's order.
-    # Go-era aliases: start_download / get_downloader without headers_json.
+    # Export name: (restype, argtypes), in the header's order, each under its C prototype.
+    # int startDownload(<start_download's arguments without headers_json>);
     "startDownload": (c_int, (*_CREATE, BOOL_P)),
+    # int getDownloader(<get_downloader's arguments without headers_json>);
     "getDownloader": (c_int, _CREATE),
+    # int startDownload_ID(int id);
     "startDownload_ID": (c_int, (c_int,)),
+    # int startMultipleDownloads_ID(int id);
     "startMultipleDownloads_ID": (c_int, (c_int,)),
+    # int pauseDownload(int id);
     "pauseDownload": (c_int, (c_int,)),
+    # int resumeDownload(int id);
     "resumeDownload": (c_int, (c_int,)),
+    # int stopDownload(int id);
     "stopDownload": (c_int, (c_int,)),
-    # int start_download(..., const bool *use_socket, const bool *is_multiple,
+    # int start_download(const char *tasks_json, int task_count, int thread_count,
+    #                    int chunk_size_mb, tthsd_callback callback, bool use_callback_url,
+    #                    const char *user_agent, const char *remote_callback_url,
+    #                    const bool *use_socket, const bool *is_multiple,
     #                    const char *headers_json);
     "start_download": (c_int, (*_CREATE, BOOL_P, c_char_p)),
-    # int get_downloader(..., const bool *use_socket, const char *headers_json);
+    # int get_downloader(<start_download's arguments without is_multiple>);
     "get_downloader": (c_int, (*_CREATE, c_char_p)),
+    # int start_download_id(int id);
     "start_download_id": (c_int, (c_int,)),
+    # int start_multiple_downloads_id(int id);
     "start_multiple_downloads_id": (c_int, (c_int,)),
+    # int pause_download(int id);
     "pause_download": (c_int, (c_int,)),
+    # int resume_download(int id);
     "resume_download": (c_int, (c_int,)),
+    # int stop_download(int id);
     "stop_download": (c_int, (c_int,)),
     # int set_speed_limit(int id, uint64_t bytes_per_second);
     "set_speed_limit": (c_int, (c_int, c_uint64)),
@@ -78,6 +95,7 @@ PROTOTYPES: Final[dict[str, tuple[Any, tuple[Any, ...]]]] = {
     "free_string": (None, (c_void_p,)),
     # const char *tthsd_version(void);   (static, never freed)
     "tthsd_version": (c_char_p, ()),
+    # int tthsd_abi_version(void);
     "tthsd_abi_version": (c_int, ()),
     # int tthsd_last_error(char *buf, size_t len);
     "tthsd_last_error": (c_int, (c_void_p, c_size_t)),
@@ -85,13 +103,19 @@ PROTOTYPES: Final[dict[str, tuple[Any, tuple[Any, ...]]]] = {
     "tthsd_set_timeouts": (c_int, (c_int, c_uint64, c_uint64)),
     # int tthsd_set_durability(int id, bool durable);
     "tthsd_set_durability": (c_int, (c_int, c_bool)),
+    # int tthsd_queue_new(void);
     "tthsd_queue_new": (c_int, ()),
-    # int tthsd_get_downloader_queued(int queue, <get_downloader without the callback>);
+    # int tthsd_get_downloader_queued(int queue, const char *tasks_json, int task_count,
+    #                                 int thread_count, int chunk_size_mb,
+    #                                 bool use_callback_url, const char *user_agent,
+    #                                 const char *remote_callback_url,
+    #                                 const bool *use_socket, const char *headers_json);
     "tthsd_get_downloader_queued": (
         c_int,
         (c_int, c_char_p, c_int, c_int, c_int, c_bool, c_char_p, c_char_p, BOOL_P, c_char_p),
     ),
     # int tthsd_queue_poll(int queue, char *buf, size_t len, int timeout_ms);
     "tthsd_queue_poll": (c_int, (c_int, c_void_p, c_size_t, c_int)),
+    # int tthsd_queue_close(int queue);
     "tthsd_queue_close": (c_int, (c_int,)),
 }

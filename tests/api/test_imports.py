@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,24 @@ def test_the_asyncio_layer_and_rich_load_on_first_use(code: str, tmp_path: Path)
 def test_every_public_name_resolves(name: str) -> None:
     assert getattr(tthsd_interface, name) is not None
     assert name in dir(tthsd_interface)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        tthsd_interface.download,
+        tthsd_interface.fetch,
+        tthsd_interface.stream,
+        tthsd_interface.TTHSDownloader.start_download,
+        tthsd_interface.TTHSDownloader.get_downloader,
+        tthsd_interface.AsyncDownloader.start,
+        tthsd_interface.candidate_paths,
+        tthsd_interface.current_log_file,
+    ],
+)
+def test_type_hints_resolve_at_run_time(obj: object) -> None:
+    # The names annotations use are imported for real (no type-checking-only imports).
+    assert typing.get_type_hints(obj)
 
 
 def test_the_documented_module_name_forwards_every_name(tmp_path: Path) -> None:
