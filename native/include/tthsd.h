@@ -53,7 +53,7 @@
 #define TTHSD_ERROR_SIZE_MISMATCH "size_mismatch"
 // The proxy URL could not be used, or the proxy refused the request (HTTP 407).
 #define TTHSD_ERROR_PROXY "proxy"
-// The engine's own state refused the work (e.g. the run was shutting down).
+// The engine's own state refused the call or the work (e.g. starting a downloader twice).
 #define TTHSD_ERROR_STATE "state"
 // A bug in the engine, contained: the run ends as failed instead of hanging.
 #define TTHSD_ERROR_INTERNAL "internal"

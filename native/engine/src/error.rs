@@ -70,7 +70,7 @@ error_codes! {
     SizeMismatch => "size_mismatch",
     /// The proxy URL could not be used, or the proxy refused the request (HTTP 407).
     Proxy => "proxy",
-    /// The engine's own state refused the work (e.g. the run was shutting down).
+    /// The engine's own state refused the call or the work (e.g. starting a downloader twice).
     State => "state",
     /// A bug in the engine, contained: the run ends as failed instead of hanging.
     Internal => "internal",
