@@ -215,6 +215,18 @@ def null_optional_args(lib: Lib, tmp: Path) -> dict[str, Any]:
         out[name] = [ident, lib.last_error()]
         if ident > 0:
             lib.stop_download(ident)
+    # A user agent that could not be sent as a header is refused at creation, as headers
+    # are, not by every task failing later.
+    for name, ua in {
+        "user_agent with CR/LF": b"TTHSD\r\nX-Injected: 1",
+        "user_agent with LF": b"TTHSD\nX: 1",
+        "user_agent with a NUL-free control byte": b"TTHSD\x01",
+    }.items():
+        _case(name)
+        ident = lib.get_downloader(tj, 1, 1, 1, None, False, ua, None, None, None)
+        out[name] = [ident, lib.last_error()]
+        if ident > 0:
+            lib.stop_download(ident)
     return out
 
 

@@ -48,4 +48,4 @@ pub use error::{Error, ErrorCode, Result};
 pub use events::{Event, EventKind, EventSink, NullSink, TaskInfo};
 pub use http::ProxySetting;
 pub use retry::RetryPolicy;
-pub use task::{TaskSpec, parse_headers_json, parse_tasks, parse_url};
+pub use task::{TaskSpec, check_user_agent, parse_headers_json, parse_tasks, parse_url};

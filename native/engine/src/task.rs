@@ -166,6 +166,19 @@ pub fn display_url(url: &Url) -> String {
     u.to_string()
 }
 
+/// Checks that a user agent can be sent as a header value (no CR, LF or other control
+/// bytes): refused when the downloader is created, not by every request later.
+pub fn check_user_agent(ua: &str) -> Result<()> {
+    if ua.bytes().any(|b| b.is_ascii_control() && b != b'\t')
+        || reqwest::header::HeaderValue::from_str(ua).is_err()
+    {
+        return Err(Error::invalid(
+            "user_agent is not a valid header value (control characters such as CR or LF)",
+        ));
+    }
+    Ok(())
+}
+
 /// Parses a headers object (`{"Name": "value"}`), checking names and values are legal.
 pub fn parse_headers_json(json: &str) -> Result<Vec<(String, String)>> {
     let value: Value = serde_json::from_str(json)
@@ -347,6 +360,10 @@ mod tests {
             vec![("Authorization".into(), "Bearer t".into())]
         );
         assert!(parse_headers_json("[]").is_err());
+        assert!(check_user_agent("TTHSD/1.0 (x; y)").is_ok());
+        for bad in ["a\r\nX: 1", "a\nb", "a\u{1}", "a\u{7f}"] {
+            assert!(check_user_agent(bad).is_err(), "{bad:?}");
+        }
         assert!(parse_headers_json(r#"{"a":1}"#).is_err());
     }
 }

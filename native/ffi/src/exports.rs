@@ -56,6 +56,7 @@ unsafe fn create(
         ..Config::default()
     };
     if let Some(ua) = unsafe { optional_str(user_agent, "user_agent")? } {
+        tthsd_engine::check_user_agent(ua).map_err(|e| e.message)?;
         config.user_agent = ua.to_owned();
     }
     if let Some(h) = unsafe { optional_str(headers_json, "headers_json")? } {
