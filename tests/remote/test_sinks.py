@@ -107,6 +107,33 @@ def test_tcp_listener_receives_every_event_as_one_json_line(
     assert tcp.connections == 1
 
 
+@pytest.mark.parametrize("kind", ["tcp", "ws"])
+def test_releasing_a_completed_run_sends_the_listener_nothing_after_end(
+    remote: RemoteHarness,
+    listeners: Listeners,
+    http_server: LoopbackServer,
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    # Regression: stop_download on a downloader whose run had finished sent a `msg`
+    # "Download stopped" after `end`, so the listener's stream ended in a stop nobody made.
+    lis = listeners.tcp() if kind == "tcp" else listeners.ws()
+    tasks, res = _two_tasks(http_server, tmp_path, throttle=None)
+    if kind == "tcp":
+        run = remote.start_remote(tasks, remote_url=lis.address, use_socket=True)
+    else:
+        run = remote.start_remote(tasks, remote_url=lis.url("ws", "/e"), use_socket=False)
+    run.wait_end(20)
+    assert run.stop() == 0
+    run.events.wait_quiet(0.5)
+    got = _received_everything(lis, run.events)
+    assert got and got[-1].type == "end", [m.type for m in got][-5:]
+    assert [m.type for m in got].count("end") == 1
+    texts = [json.loads(m.value["Msg"]).get("Text") for m in got if m.type == "msg"]
+    assert "Download stopped" not in texts, texts
+    assert run.events.snapshot()[-1].type == "end", "the local stream ends with `end` too"
+
+
 def test_tcp_listener_on_ipv6_loopback(
     remote: RemoteHarness, http_server: LoopbackServer, tmp_path: Path
 ) -> None:

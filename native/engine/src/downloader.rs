@@ -473,27 +473,32 @@ impl Downloader {
     }
 
     /// Cancels the run, waits for its transfers to exit, and reports `msg` then `end`.
-    /// Partial data and journals stay on disk for a later resume.
+    /// Partial data and journals stay on disk for a later resume. A downloader whose run
+    /// already ended (finished or failed) is only released: its event stream (a remote
+    /// listener's too) ends with that run's `end`, not with a stop nobody made.
     pub fn stop(&self) -> Result<()> {
-        let (handle, end_pending) = {
+        let (handle, end_pending, ended) = {
             let mut c = lock(&self.shared.control);
             if c.state == State::Stopped {
                 return Err(Error::state("the downloader was already stopped"));
             }
+            let ended = matches!(c.state, State::Finished | State::Failed);
             c.state = State::Stopped;
             let pending = std::mem::replace(&mut c.end_pending, false);
             let h = c.run.take();
             if let Some(h) = &h {
                 h.cancel.cancel();
             }
-            (h, pending)
+            (h, pending, ended)
         };
         if let Some(h) = handle {
             // The caller may exit right after: make the journals durable first.
             h.flushed.wait();
         }
         self.shared.clock_stop();
-        self.shared.msg("Download stopped");
+        if !ended {
+            self.shared.msg("Download stopped");
+        }
         if end_pending {
             self.shared.emit(Event::global(EventKind::End));
         }
