@@ -1,7 +1,8 @@
 """``RichDisplay``: live progress bars on a terminal, drawn with ``rich``.
 
-Its own module so that ``rich`` (about 60 ms of import) is loaded only when bars are shown:
-the command line on a pipe, with ``-q``, or in a script never pays for it.
+Its own module so that ``rich`` (+42 ms of start-up, see ``_blocking.make_display``) is
+loaded only when bars are shown: the command line on a pipe, with ``-q``, or in a script
+never pays for it.
 """
 
 from __future__ import annotations
