@@ -243,9 +243,12 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
     # Resuming in a new process needs a validator for If-Range (docs/resume.md).
     res = http_server.add("/big.bin", size=8 * MiB, throttle=MiB, etag='"big"')
     command = [sys.executable, "-m", "tthsd_interface", "-x", "4", "-k", "1", res.url]
+    # The child gets SIGINT's default disposition whatever this process inherited: a
+    # shell's background job starts with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt (the child finished its download and exited 0).
     child = subprocess.Popen(
         command, cwd=tmp_path, env=_env(core), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 20

@@ -252,6 +252,9 @@ def test_ctrl_c_stops_the_download_and_keeps_it_resumable(
     # per connection; resuming in a new downloader needs a validator (docs/resume.md)
     res = http_server.add("/big.bin", size=8 * MiB, throttle=MiB, etag='"v1"')
     target = tmp_path / "big.bin"
+    # SIGINT raises KeyboardInterrupt here even where this process inherited it ignored
+    # (pytest started as a shell's background job).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.6, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -259,6 +262,7 @@ def test_ctrl_c_stops_the_download_and_keeps_it_resumable(
             download(res.url, target, connections=4, chunk_size_mb=1)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert not target.exists()
     assert Path(str(target) + ".tthsd.part").exists()
     assert Path(str(target) + ".tthsd.journal").exists()

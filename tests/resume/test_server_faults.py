@@ -274,7 +274,7 @@ def test_wrong_total_on_resume(
     assert outcome(run, save, body).success
 
 
-def test_wrong_total_on_every_response_is_a_clear_error_or_exact(
+def test_wrong_total_on_every_response_is_a_clear_file_changed_error(
     tthsd: Harness, srv: LoopbackServer, tmp_path: Path
 ) -> None:
     # A server that always claims a bigger file than it serves: ranges past its real end
@@ -283,7 +283,9 @@ def test_wrong_total_on_every_response_is_a_clear_error_or_exact(
     res = srv.add("/f.bin", body, etag=ETAG, hook=wrong_total(SIZE + MiB, ranged))
     save = tmp_path / "f.bin"
     run = download(tthsd, res.url, save)
-    outcome(run, save, body)
+    # The size it names cannot be had: after its restarts the file fails, nothing saved.
+    out = outcome(run, save, body)
+    assert not out.success and out.code == "file_changed", out.err
 
 
 # -- a 416 for a file already complete ---------------------------------------------------
@@ -314,7 +316,7 @@ def test_416_when_resuming_the_last_missing_range(
     assert outcome(run, save, body).success
 
 
-def test_416_for_every_range_past_the_journal_is_a_clear_error_or_exact(
+def test_416_for_every_range_past_the_journal_is_a_clear_file_changed_error(
     tthsd: Harness, srv: LoopbackServer, tmp_path: Path
 ) -> None:
     body = content()
@@ -327,7 +329,9 @@ def test_416_for_every_range_past_the_journal_is_a_clear_error_or_exact(
     save = tmp_path / "f.bin"
     plant(save, body, [(0, SIZE // 2)], res.url, etag=ETAG)
     run = download(tthsd, res.url, save)
-    outcome(run, save, body)
+    # Every range past the journal is refused: the server cannot serve its own file.
+    out = outcome(run, save, body)
+    assert not out.success and out.code == "file_changed", out.err
 
 
 # -- a weak ETag ---------------------------------------------------------------------------
@@ -503,7 +507,7 @@ def test_whole_body_longer_than_content_length(
     save = tmp_path / "f.bin"
     run = download(tthsd, res.url, save)
     # The server's file is what its Content-Length says; never the junk after it.
-    outcome(run, save, Content(SIZE - MiB, "/f.bin"))
+    assert outcome(run, save, Content(SIZE - MiB, "/f.bin")).success
 
 
 # -- the file changes between two ranges of one run --------------------------------------
