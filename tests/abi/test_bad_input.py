@@ -105,7 +105,9 @@ def test_last_error_copies_truncates_and_clears(isolated: Any) -> None:
     assert out["after success"] == 0
 
 
-def test_null_optional_pointers_are_valid_and_bad_headers_or_user_agents_are_not(isolated: Any) -> None:
+def test_null_optional_pointers_are_valid_and_bad_headers_or_user_agents_are_not(
+    isolated: Any,
+) -> None:
     out = isolated("null_optional_args")
     for case, (ret, reason) in out.items():
         if case.startswith(("headers_json", "user_agent")):

@@ -200,7 +200,9 @@ def test_a_closed_queue_still_hands_out_what_it_holds(
         ((-1, "buf", 16, 0), "no event queue with id -1"),
     ],
 )
-def test_bad_poll_arguments_fail_with_a_reason(lib: Lib, args: tuple[Any, ...], reason: str) -> None:
+def test_bad_poll_arguments_fail_with_a_reason(
+    lib: Lib, args: tuple[Any, ...], reason: str
+) -> None:
     q, buf, size, timeout = args
     if buf == "buf":
         buf = ctypes.create_string_buffer(size)

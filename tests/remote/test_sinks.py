@@ -118,7 +118,7 @@ def test_releasing_a_completed_run_sends_the_listener_nothing_after_end(
     # Regression: stop_download on a downloader whose run had finished sent a `msg`
     # "Download stopped" after `end`, so the listener's stream ended in a stop nobody made.
     lis = listeners.tcp() if kind == "tcp" else listeners.ws()
-    tasks, res = _two_tasks(http_server, tmp_path, throttle=None)
+    tasks, _ = _two_tasks(http_server, tmp_path, throttle=None)
     if kind == "tcp":
         run = remote.start_remote(tasks, remote_url=lis.address, use_socket=True)
     else:
