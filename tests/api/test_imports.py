@@ -26,6 +26,7 @@ MAX_LINES = 600
 PENDING_SPLITS = {
     "native/engine/src/fetch.rs",
     "native/engine/src/downloader.rs",
+    "native/engine/src/plan.rs",
 }
 
 
