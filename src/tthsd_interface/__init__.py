@@ -23,7 +23,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._blocking import download, fetch
 from ._downloader import TTHSDownloader
 from ._errors import (
     CallbackContextError,
@@ -45,7 +44,6 @@ from ._log import (
     set_log_file,
     use_default_log_file,
 )
-from ._results import DownloadEvent, FileFailure, FileResult
 from ._types import (
     Callback,
     EmptyMsg,
@@ -64,6 +62,8 @@ from ._types import (
 
 if TYPE_CHECKING:
     from ._asyncio import AsyncDownload, AsyncDownloader, download_async, fetch_async, stream
+    from ._blocking import download, fetch
+    from ._results import DownloadEvent, FileFailure, FileResult
 
 __version__ = "0.1.0"
 
@@ -71,15 +71,25 @@ __version__ = "0.1.0"
 # is +33 ms of start-up (measured on the 2-core test machine, min of 21 runs over the
 # package's other imports), ~8% of bench workload 3 through TTHSDownloader there
 # (0.42 s), and the seed API, download(), fetch() and the command line never need it.
-_ASYNCIO_NAMES = frozenset(
-    ("AsyncDownload", "AsyncDownloader", "download_async", "fetch_async", "stream")
-)
+#
+# The high-level layer (download(), fetch() and their result types) likewise: it brings
+# dataclasses, tempfile, shutil and the progress display, ~20 ms that the seed API
+# (TTHSDownloader, which bench workload 3 drives) never needs.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        ("AsyncDownload", "AsyncDownloader", "download_async", "fetch_async", "stream"),
+        "._asyncio",
+    ),
+    **dict.fromkeys(("download", "fetch"), "._blocking"),
+    **dict.fromkeys(("DownloadEvent", "FileFailure", "FileResult"), "._results"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _ASYNCIO_NAMES:
+    module = _LAZY.get(name)
+    if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module("._asyncio", __name__), name)
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
 

@@ -25,8 +25,10 @@ instead.  Invalid Python arguments raise the ordinary built-in exceptions
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from ._results import FileFailure, FileResult
+if TYPE_CHECKING:  # annotations only: the seed API never builds results
+    from ._results import FileFailure, FileResult
 
 __all__ = [
     "CallbackContextError",
