@@ -5,6 +5,7 @@ How to import: the canonical name is ``tests.support``::
 
     from tests.support.content import Content, sha256_file, first_mismatch
     from tests.support.server import LoopbackServer, fail_times, close_after, stall
+    from tests.support.h2server import H2Server   # the same resources over HTTP/2 + TLS
 
 ``tests/`` is a package and ``tests/conftest.py`` lives in it, so pytest puts the
 repository root on ``sys.path`` for any run from the root (``pytest``, ``pytest tests/``,
