@@ -561,9 +561,9 @@ async fn send(
         Err(_) => Err(Error::transient(
             ErrorCode::Timeout,
             format!(
-                "no response from {} within {:.0} s",
+                "no response from {} within {:?}",
                 http::redact(url),
-                (ctx.cfg.read_timeout + ctx.cfg.connect_timeout).as_secs_f64()
+                ctx.cfg.read_timeout + ctx.cfg.connect_timeout
             ),
         )),
     }
@@ -672,9 +672,10 @@ async fn read_batch(ctx: &FileCtx<'_>, resp: &mut Response, batch: &mut Batch) -
         Err(_) => {
             return Err(Error::transient(
                 ErrorCode::Timeout,
+                // Debug form: "30s", "500ms" (a sub-second timeout is not "0 s").
                 format!(
-                    "no data for {:.0} s (connection stalled)",
-                    ctx.cfg.read_timeout.as_secs_f64()
+                    "no data for {:?} (connection stalled)",
+                    ctx.cfg.read_timeout
                 ),
             ));
         }
