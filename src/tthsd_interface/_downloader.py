@@ -165,9 +165,10 @@ class _Session:
 class TTHSDownloader:
     """A set of downloads on the native TTHSD core.
 
-    ``dll_path``: the library file.  When ``None``: ``$TTHSD_LIBRARY``, then
-    ``TTHighSpeedDownloader.<dll|dylib|so>`` in the current directory, then the copy
-    bundled in this package.  Raises :class:`LibraryNotFoundError` naming every path tried.
+    ``dll_path``: the library file.  When ``None``: ``$TTHSD_LIBRARY``, then the copy
+    bundled in this package, then (only without one) ``TTHighSpeedDownloader.<dll|dylib|so>``
+    in the current directory.  Raises :class:`LibraryNotFoundError` naming every path
+    tried, :class:`LibraryLoadError` for a core of an ABI version this package does not know.
 
     Callbacks run on this instance's own dispatcher thread, in the order the core sent
     the events; see ``docs/callbacks.md``.

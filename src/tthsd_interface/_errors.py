@@ -63,7 +63,7 @@ class LibraryNotFoundError(LibraryError):
         lines += [f"  {path}" for path in self.tried]
         lines += [f"  ({reason})" for reason in self.reasons]
         lines.append(
-            "Pass dll_path=..., set TTHSD_LIBRARY, or put the library in the current directory."
+            "Pass dll_path=..., set TTHSD_LIBRARY, or reinstall the package (it bundles the core)."
         )
         super().__init__("\n".join(lines))
 

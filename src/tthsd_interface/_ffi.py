@@ -3,10 +3,14 @@
 This is the only module of the package that touches ``ctypes`` pointers.  It
 
 * finds the library (:func:`candidate_paths`, :func:`find_library`): an explicit path, then
-  the environment variable ``TTHSD_LIBRARY``, then ``TTHighSpeedDownloader.<ext>`` in the
-  current directory (what the TTHSD documentation promises), then the copy bundled inside
-  this package; the first candidate that exists is loaded, and when none does,
-  :class:`LibraryNotFoundError` names every path tried;
+  the environment variable ``TTHSD_LIBRARY``, then the copy bundled inside this package,
+  and only where the package has none (a source checkout) ``TTHighSpeedDownloader.<ext>``
+  in the current directory (what the TTHSD documentation promises). The bundled copy
+  comes first because the current directory is where downloads land: a download named
+  like the core must never become the core the next run executes. The first candidate
+  that exists is loaded, and when none does, :class:`LibraryNotFoundError` names every
+  path tried; a core of an ABI version this package does not know is refused with
+  :class:`LibraryLoadError`;
 * declares every export of ``native/include/tthsd.h`` with the one table of them,
   ``_prototypes.PROTOTYPES`` (prototypes, ``argtypes`` and ``restype``);
 * wraps them in :class:`NativeLibrary`, whose methods take and return plain Python values
@@ -86,8 +90,9 @@ def candidate_paths(
     """The paths looked at, in order, to find the library.
 
     An explicit ``dll_path`` is the only candidate (a folder means the library file inside
-    it).  Otherwise: ``$TTHSD_LIBRARY`` if set and non-empty, then the current directory,
-    then this package's folder.  The keyword arguments exist for tests.
+    it).  Otherwise: ``$TTHSD_LIBRARY`` if set and non-empty, then this package's folder,
+    then the current directory (reached only when the package has no core of its own).
+    The keyword arguments exist for tests.
     """
     return [
         Path(p)
@@ -119,8 +124,8 @@ def _candidates(
     from_env = env.get(LIBRARY_ENV, "")
     if from_env:
         paths.append(from_env)
-    paths += [join(base, name) for name in _cwd_file_names(platform)]
     paths.append(join(pkg, library_file_name(platform)))
+    paths += [join(base, name) for name in _cwd_file_names(platform)]
     return [p if os.path.isabs(p) else join(base, p) for p in paths]
 
 
@@ -141,6 +146,9 @@ def _find(dll_path: str | os.PathLike[str] | None) -> str:
             return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
     raise LibraryNotFoundError(tried)
 
+
+#: ``tthsd_abi_version()`` values whose contract this package implements.
+KNOWN_ABI_VERSIONS: Final = frozenset({1})
 
 # All of these, or the callback is used (earlier cores have none of them).
 _QUEUE_EXPORTS: Final = (
@@ -326,6 +334,14 @@ class NativeLibrary:
         if not ({"start_download", "startDownload"} & self._fns.keys()):
             raise LibraryLoadError(
                 self.path, "exports neither start_download nor startDownload: not a TTHSD core"
+            )
+        abi = self.abi_version
+        # Cores without the export (the Go and earlier Rust ones) speak version 1.
+        if abi is not None and abi not in KNOWN_ABI_VERSIONS:
+            known = ", ".join(str(v) for v in sorted(KNOWN_ABI_VERSIONS))
+            raise LibraryLoadError(
+                self.path,
+                f"its ABI version is {abi}; this package speaks ABI version {known}",
             )
         self._local = threading.local()
 

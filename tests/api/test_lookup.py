@@ -1,5 +1,6 @@
-"""Library lookup: explicit path, then TTHSD_LIBRARY, then the current directory, then the
-copy bundled in the package; a failure names every path tried."""
+"""Library lookup: explicit path, then TTHSD_LIBRARY, then the copy bundled in the package,
+then (only without one) the current directory; a failure names every path tried, and a
+core of an unknown ABI version is refused."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def test_file_names_follow_the_documentation() -> None:
     assert library_file_name("linux") == "TTHighSpeedDownloader.so"
 
 
-def test_order_is_env_then_cwd_then_package(tmp_path: Path) -> None:
+def test_order_is_env_then_package_then_cwd(tmp_path: Path) -> None:
     paths = candidate_paths(
         environ={"TTHSD_LIBRARY": "/opt/core/libx.so"},
         cwd=tmp_path / "cwd",
@@ -37,9 +38,9 @@ def test_order_is_env_then_cwd_then_package(tmp_path: Path) -> None:
     )
     assert paths == [
         Path("/opt/core/libx.so"),
+        tmp_path / "pkg" / "TTHighSpeedDownloader.so",
         tmp_path / "cwd" / "TTHighSpeedDownloader.so",
         tmp_path / "cwd" / "libTTHighSpeedDownloader.so",
-        tmp_path / "pkg" / "TTHighSpeedDownloader.so",
     ]
 
 
@@ -47,7 +48,7 @@ def test_empty_env_variable_is_ignored(tmp_path: Path) -> None:
     paths = candidate_paths(
         environ={"TTHSD_LIBRARY": ""}, cwd=tmp_path, package_dir=tmp_path / "p", platform=LINUX
     )
-    assert paths[0] == tmp_path / "TTHighSpeedDownloader.so"
+    assert paths[0] == tmp_path / "p" / "TTHighSpeedDownloader.so"
 
 
 def test_relative_env_path_is_taken_from_cwd(tmp_path: Path) -> None:
@@ -82,6 +83,8 @@ def test_first_existing_candidate_wins(
     shutil.copy(fake_core, cwd / library_file_name())
     monkeypatch.chdir(cwd)
     monkeypatch.delenv("TTHSD_LIBRARY", raising=False)
+    # A package without a core of its own (a source checkout) takes the current directory's.
+    monkeypatch.setattr(tthsd_interface._ffi, "_PACKAGE_DIR", str(tmp_path / "empty"))
     assert find_library() == cwd / library_file_name()
     # The environment variable comes before the current directory.
     monkeypatch.setenv("TTHSD_LIBRARY", str(fake_core))
@@ -94,10 +97,12 @@ def test_first_existing_candidate_wins(
 def test_downloader_loads_the_library_of_the_current_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_core: Path
 ) -> None:
-    """What the documentation promises: TTHSDownloader() with the library in the CWD."""
+    """What the documentation promises: TTHSDownloader() with the library in the CWD,
+    where the package has no core of its own."""
     shutil.copy(fake_core, tmp_path / library_file_name())
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TTHSD_LIBRARY", raising=False)
+    monkeypatch.setattr(tthsd_interface._ffi, "_PACKAGE_DIR", str(tmp_path / "empty"))
     dl = TTHSDownloader()
     try:
         assert dl.library_path == tmp_path / library_file_name()
@@ -115,7 +120,7 @@ def test_not_found_names_every_path_tried(tmp_path: Path, monkeypatch: pytest.Mo
     tried = info.value.tried
     assert tried == tuple(str(p) for p in candidate_paths())
     assert tried[0] == str(tmp_path / "env.so")
-    assert tried[-1] == str(tmp_path / "pkg" / library_file_name())
+    assert tried[1] == str(tmp_path / "pkg" / library_file_name())
     for path in tried:
         assert path in str(info.value)
 
@@ -162,3 +167,38 @@ def test_a_path_through_a_symlink_and_dotdot_loads_the_file_found(
     found = find_library(given)
     assert found.is_file() and found.samefile(tmp_path / "real" / "core.so")
     assert TTHSDownloader(dll_path=given).library_path.samefile(found)
+
+
+def test_a_file_named_like_the_core_in_the_cwd_never_replaces_the_bundled_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_core: Path
+) -> None:
+    # Regression (library planting): `tthsd https://host/TTHighSpeedDownloader.so` saves
+    # a file of that name in the current directory; the next run there must not load it.
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    shutil.copy(fake_core, pkg / library_file_name())
+    cwd = tmp_path / "downloads"
+    cwd.mkdir()
+    for name in (library_file_name(), "lib" + library_file_name()):
+        (cwd / name).write_bytes(b"a downloaded file, not our core")
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("TTHSD_LIBRARY", raising=False)
+    monkeypatch.setattr(tthsd_interface._ffi, "_PACKAGE_DIR", str(pkg))
+    dl = TTHSDownloader()
+    try:
+        assert dl.library_path == pkg / library_file_name()
+        assert dl.core_version == "0.0.0-fake"
+    finally:
+        dl.close()
+
+
+def test_a_core_of_an_unknown_abi_version_is_refused_naming_both(
+    monkeypatch: pytest.MonkeyPatch, fake_core: Path
+) -> None:
+    monkeypatch.setenv("FAKECORE_ABI_VERSION", "2")
+    with pytest.raises(LibraryLoadError) as info:
+        TTHSDownloader(dll_path=fake_core)
+    text = str(info.value)
+    assert "ABI version is 2" in text and "ABI version 1" in text, text
+    monkeypatch.setenv("FAKECORE_ABI_VERSION", "1")
+    TTHSDownloader(dll_path=fake_core).close()

@@ -219,7 +219,8 @@ API char *get_performance_stats(int id) {
 
 API void free_string(char *s) { free(s); }
 API const char *tthsd_version(void) { return "0.0.0-fake"; }
-API int tthsd_abi_version(void) { return 1; }
+/* FAKECORE_ABI_VERSION: pretend to be a core of another contract (the lookup tests). */
+API int tthsd_abi_version(void) { return env_int("FAKECORE_ABI_VERSION", 1); }
 
 API int tthsd_last_error(char *buf, size_t len) {
     size_t n = strlen(last_error);
