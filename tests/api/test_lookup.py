@@ -193,12 +193,17 @@ def test_a_file_named_like_the_core_in_the_cwd_never_replaces_the_bundled_one(
 
 
 def test_a_core_of_an_unknown_abi_version_is_refused_naming_both(
-    monkeypatch: pytest.MonkeyPatch, fake_core: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_core: Path
 ) -> None:
+    # A copy of its own: a library is loaded (and checked) once per process and path.
+    other = tmp_path / "other-abi.so"
+    shutil.copy(fake_core, other)
     monkeypatch.setenv("FAKECORE_ABI_VERSION", "2")
     with pytest.raises(LibraryLoadError) as info:
-        TTHSDownloader(dll_path=fake_core)
+        TTHSDownloader(dll_path=other)
     text = str(info.value)
     assert "ABI version is 2" in text and "ABI version 1" in text, text
+    same = tmp_path / "same-abi.so"
+    shutil.copy(fake_core, same)
     monkeypatch.setenv("FAKECORE_ABI_VERSION", "1")
-    TTHSDownloader(dll_path=fake_core).close()
+    TTHSDownloader(dll_path=same).close()
