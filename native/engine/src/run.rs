@@ -9,9 +9,10 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::Semaphore;
 
-use crate::downloader::{Mode, Shared, TaskPhase, TaskState, lock};
 use crate::events::{Event, EventKind, TaskInfo};
 use crate::fetch;
+use crate::resume;
+use crate::state::{Mode, Shared, TaskPhase, TaskState, lock};
 
 /// Update events are sent at most this often per task.
 pub const UPDATE_INTERVAL: Duration = Duration::from_millis(200);
@@ -219,7 +220,7 @@ pub(crate) async fn flush_journals(shared: &Arc<Shared>) {
     let durable = shared.config().durable;
     let _ = tokio::task::spawn_blocking(move || {
         for t in &tasks {
-            fetch::flush_journal(t, durable);
+            resume::flush_journal(t, durable);
         }
     })
     .await;

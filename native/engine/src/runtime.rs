@@ -24,3 +24,12 @@ pub fn runtime() -> Result<&'static Runtime> {
     rt.as_ref()
         .map_err(|e| Error::new(ErrorCode::Io, format!("cannot start the I/O runtime: {e}")))
 }
+
+/// Runs blocking work (fsync, hashing, file system calls) off the network threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::new(ErrorCode::Io, format!("background task failed: {e}")))
+}

@@ -1,0 +1,390 @@
+//! The ranged transfer: the file's missing bytes cut into pieces ([`Plan`]), worked by
+//! up to `connections` workers, each a loop of "take a lease, request it, stream it".
+//!
+//! Contract: a byte is written only where a 206 whose `Content-Range` starts where we
+//! asked and names the file's size puts it, and only after its lease granted it (so no
+//! two connections write the same byte); every response must carry the validators the
+//! file started with, else the file changed (`file_changed`, not transient). While the
+//! workers run, the journal, the writeback and the prefix hasher run beside them. The
+//! transfer ends with every byte on disk and the file finalized, or with an error.
+
+use std::sync::atomic::Ordering;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap};
+use url::Url;
+
+use crate::body::{Batch, read_batch};
+use crate::error::{Error, ErrorCode, Result};
+use crate::finalize::{finalize, writeback};
+use crate::http::{self, Response, header_str};
+use crate::journal::Validators;
+use crate::plan::{Lease, MIN_SPLIT, Plan, piece_size};
+use crate::range::{ContentRange, parse_content_range, range_header};
+use crate::request::{Connection, FileCtx, connection};
+use crate::resume::journaler;
+use crate::state::{FileState, lock};
+use crate::storage::{self, PartFile};
+use crate::verify::prefix_hasher;
+
+/// Shared by the connections of one ranged file.
+struct RangeCtx<'a> {
+    file: &'a FileCtx<'a>,
+    url: Url,
+    /// Headers for range requests: origin-bound credentials dropped if we were
+    /// redirected to another origin.
+    headers: HeaderMap,
+    total: u64,
+    validators: Validators,
+    part: PartFile,
+    plan: Plan,
+}
+
+pub(crate) async fn transfer(
+    ctx: &FileCtx<'_>,
+    total: u64,
+    validators: Validators,
+    final_url: Url,
+    first: (u64, u64),
+    first_resp: Response,
+    conn: Connection,
+) -> Result<()> {
+    let task = ctx.task;
+    let (missing, fresh) = {
+        let mut st = lock(&task.file);
+        let state = st.get_or_insert_with(FileState::empty);
+        // Bytes count as on disk only while the part file is the regular file of the
+        // download's size they were written to (nothing to check for a fresh file).
+        let intact = state.done.covered() == 0
+            || std::fs::symlink_metadata(storage::part_path(&task.spec.save_path))
+                .is_ok_and(|m| m.is_file() && m.len() == total);
+        if !intact {
+            state.done.clear();
+            task.downloaded.store(0, Ordering::Relaxed);
+        }
+        let fresh = state.done.covered() == 0;
+        state.total = Some(total);
+        state.validators = validators.clone();
+        state.final_url = Some(final_url.clone());
+        state.ranged = true;
+        (state.done.missing(total), fresh)
+    };
+    task.total.store(total, Ordering::Relaxed);
+    let part = PartFile::open(&ctx.part_path(), fresh)
+        .map_err(|e| Error::from_io("opening the part file", &e))?;
+    // Sized up front: writes at any offset are valid, and the size is what later tells
+    // a part file that belongs to its journal from one that does not. A file the first
+    // response carries whole is written in order and needs neither (a journal written
+    // meanwhile is never trusted for a part file shorter than the download: it restarts).
+    let whole_in_first = missing.first() == Some(&(first.0, total)) && first.1 >= total;
+    if !(fresh && whole_in_first)
+        && part
+            .len()
+            .map_err(|e| Error::from_io("reading the part file", &e))?
+            != total
+    {
+        part.set_len(total)
+            .map_err(|e| Error::from_io("sizing the part file", &e))?;
+    }
+    let piece = piece_size(total, ctx.cfg.chunk_size, ctx.cfg.connections);
+    let plan = Plan::new(&missing, piece);
+    let lease0 = plan.adopt(first.0, first.1);
+    let remaining: u64 = missing.iter().map(|(s, e)| e - s).sum();
+    let workers = ctx
+        .cfg
+        .connections
+        .min(remaining.div_ceil(MIN_SPLIT) as usize)
+        .max(1);
+    let mut headers = ctx.headers.clone();
+    http::strip_cross_origin(&mut headers, &task.spec.url, &final_url);
+    let rctx = RangeCtx {
+        file: ctx,
+        url: final_url,
+        headers,
+        total,
+        validators,
+        part,
+        plan,
+    };
+    let mut pool = FuturesUnordered::new();
+    pool.push(worker(&rctx, Some((lease0, first_resp, first.1, conn))));
+    for _ in 1..workers {
+        pool.push(worker(&rctx, None));
+    }
+    let all = async {
+        while let Some(r) = pool.next().await {
+            r?;
+        }
+        Ok::<(), Error>(())
+    };
+    tokio::select! {
+        r = all => r?,
+        _ = journaler(task.clone(), ctx.cfg) => {}
+        _ = writeback(task, &rctx.part, ctx.cfg.durable) => {}
+        _ = prefix_hasher(task.clone()) => {}
+    }
+    drop(pool);
+    let complete = lock(&task.file)
+        .as_ref()
+        .is_some_and(|s| s.done.is_complete(total));
+    if !complete {
+        return Err(Error::transient(
+            ErrorCode::Network,
+            "some ranges were left unfinished",
+        ));
+    }
+    finalize(ctx, Some(rctx.part), total).await
+}
+
+type FirstResponse = (Lease, Response, u64, Connection);
+
+/// One connection's loop: take a lease, fetch it, repeat until the plan is drained.
+async fn worker(ctx: &RangeCtx<'_>, first: Option<FirstResponse>) -> Result<()> {
+    let mut first = first;
+    let mut prev_end = None;
+    loop {
+        let (lease, pre) = match first.take() {
+            Some((lease, resp, end, conn)) => (lease, Some((resp, end, conn))),
+            None => match ctx.plan.next_after(prev_end) {
+                Some(l) => (l, None),
+                None => return Ok(()),
+            },
+        };
+        fetch_lease(ctx, &lease, pre).await?;
+        prev_end = Some(lease.end());
+    }
+}
+
+async fn fetch_lease(
+    ctx: &RangeCtx<'_>,
+    lease: &Lease,
+    pre: Option<(Response, u64, Connection)>,
+) -> Result<()> {
+    let f = ctx.file;
+    let policy = f.cfg.retry;
+    let mut pre = pre;
+    let mut attempt = 0u32;
+    while lease.remaining() > 0 {
+        let before = lease.pos();
+        let result = match pre.take() {
+            Some((resp, end, conn)) => stream_range(ctx, lease, resp, end, conn).await,
+            None => {
+                let conn = connection(f.shared, &f.client).await?;
+                match request_range(ctx, lease, &conn).await {
+                    Ok((resp, end)) => stream_range(ctx, lease, resp, end, conn).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if e.transient => {
+                if lease.pos() > before {
+                    attempt = 0; // progress: this is a new failure, not a repeat
+                }
+                if attempt >= policy.max_retries {
+                    let mut e = e;
+                    e.transient = false;
+                    if e.code == ErrorCode::RangeUnsupported {
+                        e.message = format!("{} (after {attempt} retries)", e.message);
+                    }
+                    return Err(e);
+                }
+                let wait = policy.delay_random(attempt, e.retry_after);
+                attempt += 1;
+                f.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+                f.shared.task_msg(
+                    f.task,
+                    format!(
+                        "Retry {attempt}/{} of bytes {}-{} in {:.1} s: {}",
+                        policy.max_retries,
+                        lease.pos(),
+                        lease.end().saturating_sub(1),
+                        wait.as_secs_f64(),
+                        e.message
+                    ),
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Asks for the rest of a lease and checks the answer fits exactly.
+async fn request_range(
+    ctx: &RangeCtx<'_>,
+    lease: &Lease,
+    conn: &Connection,
+) -> Result<(Response, u64)> {
+    let (pos, end) = (lease.pos(), lease.end());
+    let f = ctx.file;
+    let fut = http::get(
+        &f.client,
+        &conn.slot,
+        &ctx.url,
+        &ctx.headers,
+        Some(range_header(pos, Some(end))),
+        ctx.validators.if_range(),
+    );
+    let resp = match tokio::time::timeout(f.cfg.read_timeout + f.cfg.connect_timeout, fut).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(Error::transient(
+                ErrorCode::Timeout,
+                "no response to a range request in time",
+            ));
+        }
+    };
+    let status = resp.status();
+    if status == StatusCode::PARTIAL_CONTENT {
+        let cr = header_str(resp.headers(), header::CONTENT_RANGE).and_then(parse_content_range);
+        return match cr {
+            Some(ContentRange::Bytes {
+                start,
+                end: got_end,
+                total: Some(t),
+            }) if t == ctx.total && start == pos => {
+                if !ctx.validators.same_version(&http::validators(&resp)) {
+                    return Err(Error::new(
+                        ErrorCode::FileChanged,
+                        "the file changed on the server during the download (validator mismatch)",
+                    ));
+                }
+                Ok((resp, got_end))
+            }
+            Some(ContentRange::Bytes { total: Some(t), .. }) if t != ctx.total => Err(Error::new(
+                ErrorCode::FileChanged,
+                format!(
+                    "the file changed on the server during the download (size {} became {t})",
+                    ctx.total
+                ),
+            )),
+            other => Err(Error::transient(
+                ErrorCode::RangeUnsupported,
+                format!(
+                    "asked for bytes {pos}-{}, the server answered {}",
+                    end - 1,
+                    match other {
+                        Some(ContentRange::Bytes { start, end, .. }) =>
+                            format!("bytes {start}-{}", end - 1),
+                        _ => "an unusable Content-Range".to_owned(),
+                    }
+                ),
+            )),
+        };
+    }
+    if status == StatusCode::OK {
+        let changed = !ctx.validators.same_version(&http::validators(&resp));
+        return Err(if changed {
+            Error::new(
+                ErrorCode::FileChanged,
+                "the file changed on the server during the download",
+            )
+        } else {
+            Error::new(
+                ErrorCode::RangeUnsupported,
+                "the server stopped honouring ranges",
+            )
+        });
+    }
+    if status == StatusCode::RANGE_NOT_SATISFIABLE {
+        return Err(Error::new(
+            ErrorCode::FileChanged,
+            "the server refused a range inside the file (file changed?)",
+        ));
+    }
+    Err(http::status_error(&resp))
+}
+
+/// Streams a 206 body for `[lease.pos(), promised_end)` into the part file.
+async fn stream_range(
+    ctx: &RangeCtx<'_>,
+    lease: &Lease,
+    mut resp: Response,
+    promised_end: u64,
+    conn: Connection,
+) -> Result<()> {
+    let f = ctx.file;
+    let expected = promised_end.saturating_sub(lease.pos());
+    let mut received: u64 = 0;
+    let mut batch = Batch::default();
+    loop {
+        let read = read_batch(f, &mut resp, &mut batch).await;
+        // Bytes past the end the Content-Range promised are not the file's: a server
+        // whose body outruns its header gets what it promised taken, nothing more.
+        let room = expected.saturating_sub(received);
+        let overrun = batch.len as u64 > room;
+        if overrun {
+            batch.truncate(room as usize);
+        }
+        received += batch.len as u64;
+        f.shared.limiter.acquire(batch.len as u64).await;
+        let at_end = match read {
+            Ok(at_end) => at_end,
+            Err(e) => {
+                // Keep what arrived before the failure.
+                commit(ctx, lease, &mut batch, promised_end)?;
+                return Err(e);
+            }
+        };
+        if overrun {
+            commit(ctx, lease, &mut batch, promised_end)?;
+            return Ok(()); // the connection is dropped with the rest of the body
+        }
+        let more = commit(ctx, lease, &mut batch, promised_end)?;
+        if !more || lease.remaining() == 0 && !ctx.plan.extend(lease, promised_end) {
+            // Cut short by a thief, or everything we need is here: stop reading.
+            if lease.relieved() {
+                // Taken over for crawling: the lane's next request gets a new connection.
+                conn.slot.retire();
+            }
+            return Ok(());
+        }
+        if at_end {
+            break;
+        }
+    }
+    if received < expected && lease.remaining() > 0 {
+        return Err(Error::transient(
+            ErrorCode::Network,
+            format!("the connection closed after {received} of {expected} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Claims and writes the batch at the lease's position, emptying it. False when the
+/// lease was cut short (the rest of the batch belongs to another connection). A batch
+/// that runs past the lease's end first tries to take the next pending piece, up to
+/// where the response ends (`promised_end`).
+fn commit(ctx: &RangeCtx<'_>, lease: &Lease, batch: &mut Batch, promised_end: u64) -> Result<bool> {
+    if batch.is_empty() {
+        return Ok(true);
+    }
+    let wanted = batch.len as u64;
+    if lease.remaining() < wanted {
+        ctx.plan.extend(lease, promised_end);
+    }
+    let (offset, granted) = lease.claim(wanted);
+    if granted > 0 {
+        batch.truncate(granted as usize);
+        if let Err(e) = ctx.part.write_vectored_at(&batch.bufs, offset) {
+            lease.unclaim(offset);
+            batch.clear();
+            return Err(Error::from_io("writing the part file", &e));
+        }
+        if let Some(s) = lock(&ctx.file.task.file).as_mut() {
+            s.done.insert(offset, offset + granted);
+        }
+        ctx.file
+            .task
+            .downloaded
+            .fetch_add(granted, Ordering::Relaxed);
+    }
+    batch.clear();
+    Ok(granted == wanted)
+}
