@@ -1,4 +1,4 @@
-"""Benchmark harness of issue 4: our downloader against curl, aria2c, axel and hf_transfer.
+"""Benchmark harness of issues 4 and 15: our downloader against curl, aria2c, axel and hf_transfer.
 
 Contract:
 * Everything it makes lives in the work dir (default /tmp/tthsd-bench): the data files
@@ -17,6 +17,9 @@ Contract:
   file, a non-zero exit status, or a timeout counts as FAILED and is left out of medians.
 * "ours" runs `bench/run_ours.py` (the Python API, `TTHSDownloader.start_download`). It is
   skipped with a note when `tthsd_interface` cannot be imported or its library not loaded.
+* The real-network workloads of issue 15 (TLS, a wide-area link model, stragglers) live in
+  bench/netbench.py, bench/relay.py and bench/tls.py; netbench imports this module as
+  `bench`, and this one imports netbench only inside functions.
 
 Run `bench/run.sh --help` (it installs the peers first) or `python3 bench/bench.py --help`.
 """
@@ -24,6 +27,7 @@ Run `bench/run.sh --help` (it installs the peers first) or `python3 bench/bench.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import grp
@@ -46,6 +50,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -68,6 +74,9 @@ TARGET_W2_IDEAL = 1.05
 TARGET_W3_WALL = 1.25
 TARGET_W3_FILES_PER_S = 3.0
 TARGET_CALLBACK_COST = 0.03
+
+# Issue 4's workloads, then issue 15's groups (bench/netbench.py).
+DEFAULT_WORKLOADS = "1,2,3,callback,tls,wan,straggler"
 
 
 def log(text: str) -> None:
@@ -179,6 +188,8 @@ class Nginx:
         self.access_log = prefix / "access.log"
         self.binary = shutil.which("nginx") or "/usr/sbin/nginx"
         self.pid: int | None = None
+        # More of the http block (maps, servers): bench/netbench.py's TLS and straggler servers.
+        self.extra_http = ""
 
     def plain_url(self, rel: str) -> str:
         return f"http://127.0.0.1:{self.plain_port}/{rel}"
@@ -209,8 +220,10 @@ events {{
     worker_connections 4096;
 }}
 http {{
-    # One line per request, to count each tool's requests and the body bytes it was sent.
-    log_format bench '$status $body_bytes_sent';
+    # One line per request, to count each tool's requests and the body bytes it was sent; then
+    # nginx's connection serial and the request's time, for reading the log by hand (which
+    # connection served what, and how slowly: the stragglers of bench/netbench.py).
+    log_format bench '$status $body_bytes_sent $connection $request_time';
     access_log {self.access_log} bench;
     client_body_temp_path {p}/client_body;
     proxy_temp_path {p}/proxy;
@@ -241,6 +254,7 @@ http {{
         sendfile_max_chunk 128k;
 {server_common}
     }}
+{self.extra_http}
 }}
 """
 
@@ -319,7 +333,7 @@ http {{
         served = 0
         for line in lines:
             fields = line.split()
-            if len(fields) == 2 and fields[1].isdigit():
+            if len(fields) >= 2 and fields[1].isdigit():
                 served += int(fields[1])
         return len(lines), served
 
@@ -770,6 +784,10 @@ class Workload:
     reference: str = ""  # label of the reference contender; "ideal" for workload 2
     rate: int = 0  # bytes/s per connection, for the ideal time
     notes: list[str] = dataclasses.field(default_factory=list)
+    ideal_extra: float = 0.0  # seconds added to the ideal time (round trips of a link model)
+    ideal_note: str = ""  # how the ideal time is computed, when not the line of workload 2
+    # Entered around the rounds of the workload (netbench's relay), when set.
+    context: Callable[[], contextlib.AbstractContextManager[None]] | None = None
 
 
 @dataclasses.dataclass
@@ -927,7 +945,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def ideal_time(w: Workload, connections: int) -> float:
-    return w.total_bytes / (connections * w.rate)
+    return w.total_bytes / (connections * w.rate) + w.ideal_extra
 
 
 def find(summaries: Sequence[Summary], label: str) -> Summary | None:
@@ -1134,13 +1152,15 @@ def machine_info(python: str, nginx: Nginx, ours_note: str, work: Path) -> list[
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Benchmark of issue 4: tthsd_interface against curl, aria2c, axel, hf_transfer.",
-        epilog="Smoke test: --scale 0.0625 --files 100 --runs 1",
+        description="Benchmark of issues 4 and 15: tthsd_interface against curl, aria2c, axel, hf_transfer.",
+        epilog="Smoke test: --smoke (= --scale 0.0625 --files 100 --runs 1)",
     )
     p.add_argument("--runs", type=int, default=5, help="rounds per workload (default 5)")
     p.add_argument("--connections", type=int, default=16, help="connections for every tool that takes a number (16)")
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/tthsd-bench"))
-    p.add_argument("--workloads", default="1,2,3,callback", help="comma list of 1,2,3,callback,rss (default 1,2,3,callback; --big adds rss)")
+    p.add_argument("--workloads", default=DEFAULT_WORKLOADS,
+                   help=f"comma list of 1,2,3,callback,rss and issue 15's keys or groups tls,wan,straggler "
+                        f"(default {DEFAULT_WORKLOADS}; --big adds rss)")  # fmt: skip
     p.add_argument("--tools", default="curl,aria2c,axel,hf_transfer,ours", help="comma list of contender families")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every file size by this (smoke tests)")
     p.add_argument("--size-mb", type=int, default=DEFAULTS["size_mb"], help="workload 1 file size in MiB (1024)")
@@ -1161,7 +1181,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--perf", action="store_true", help="after each workload, profile one more run of ours with perf record")
     p.add_argument("--write-results", action="store_true", help=f"write {RESULTS_PATH.relative_to(REPO)} (full-size runs only)")
     p.add_argument("--force", action="store_true", help="allow --write-results on a smoke run")
+    p.add_argument("--smoke", action="store_true", help="small and quick: --scale 0.0625 --files 100 --runs 1")
+    _netbench().add_arguments(p)
     args = p.parse_args(argv)
+    if args.smoke:
+        args.scale, args.files, args.runs = 0.0625, 100, 1
     if args.runs < 1 or args.connections < 1 or args.scale <= 0:
         p.error("--runs, --connections and --scale must be positive")
     return args
@@ -1179,7 +1203,15 @@ def is_full_size(args: argparse.Namespace) -> bool:
         and args.runs >= 3
         and args.connections == 16
         and args.rate_mb == 8
+        and _netbench().full_size(args)
     )
+
+
+def _netbench() -> ModuleType:
+    # Imported here, not at the top: netbench imports this module (see the __main__ block).
+    import netbench
+
+    return netbench
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
@@ -1193,14 +1225,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _exit_on_signal)
     if args.write_results and not is_full_size(args) and not args.force:
         raise SystemExit(
-            "--write-results wants the sizes of issue 4 and --runs >= 3 (this is a smoke run); add --force to override"
+            "--write-results wants the sizes of issues 4 and 15 and --runs >= 3 (this is a smoke run); add --force to override"
         )
     work: Path = args.work_dir.resolve()
     if work == REPO or REPO in work.parents:
         raise SystemExit("--work-dir must be outside the repository")
     work.mkdir(parents=True, exist_ok=True)
     os.chmod(work, 0o755)
-    wanted = set(args.workloads.split(",")) | ({"rss"} if args.big else set())
+    netbench = _netbench()
+    wanted = netbench.expand(args.workloads) | ({"rss"} if args.big else set())
+    unknown = wanted - {"1", "2", "3", "callback", "rss"} - netbench.KEYS
+    if unknown:
+        raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))} (see --help)")
     tools = set(args.tools.split(","))
     notes: list[str] = []
 
@@ -1251,8 +1287,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         items.append((rel_throttled, throttled))
     if "rss" in wanted:
         items.append((rel_big, big))
+    small_items = [(f"{small_dir}/f{i:05d}.bin", small) for i in range(args.files)]
     if wanted & {"3", "callback"}:
-        items += [(f"{small_dir}/f{i:05d}.bin", small) for i in range(args.files)]
+        items += small_items
+    net = netbench.NetBench(args, work, wanted) if wanted & netbench.KEYS else None
+    if net:
+        items += net.data_items(rel_one, one_gib, small_items)
+    items = list(dict.fromkeys(items))  # a file two workloads share is made and read once
     log(f"data: making what is missing under {data.root} ...")
     t0 = time.perf_counter()
     sha = data.ensure_many(items)
@@ -1260,12 +1301,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     warm_page_cache([data.root / rel for rel, _ in items])
 
     nginx = Nginx(work / "nginx", data.root, args.rate_mb, args.port_plain, args.port_throttled)
+    if net:
+        net.configure(nginx)
     nginx.start("ping.txt")
     log(f"nginx: plain on {nginx.plain_port}, limit_rate {args.rate_mb}m on {nginx.throttled_port}")
     clear_dir(work / "trash")
     TRASH.append(work / "trash")
     try:
-        return _run(args, work, wanted, tools, notes, ours_setup, ours_note, nginx, sizes, sha)
+        if net:
+            net.started(nginx, "ping.txt")
+            log(f"nginx: TLS h2 on {net.ports.tls_h2}, TLS h1 on {net.ports.tls_h1}, stragglers on "
+                f"{net.ports.straggler}, their healthy twin on {net.ports.healthy}")  # fmt: skip
+        return _run(args, work, wanted, tools, notes, ours_setup, ours_note, nginx, sizes, sha, net)
     finally:
         nginx.stop()
         shutil.rmtree(work / "trash", ignore_errors=True)
@@ -1282,6 +1329,7 @@ def _run(
     nginx: Nginx,
     sizes: dict[str, int],
     sha: dict[str, str],
+    net: Any = None,  # netbench.NetBench, when issue 15's workloads run
 ) -> int:
     n = args.connections
     one_gib, throttled, big, small = sizes["one"], sizes["throttled"], sizes["big"], sizes["small"]
@@ -1355,6 +1403,9 @@ def _run(
         w1.total_bytes, w4.total_bytes = one_gib, big
         workloads.append(Workload("rss", "peak RSS against file size", [], {}, 0, [w1, w4]))
 
+    if net:
+        workloads += net.workloads(tools, ours_setup, sha, rel_one, one_gib, small_rels)
+
     if wanted & {"callback", "rss"} and not ours_setup:
         notes.append("the callback-cost and RSS comparisons need ours: not run")
 
@@ -1372,9 +1423,11 @@ def _run(
         # The callback rows differ by a few percent at most, less than the run-to-run
         # spread of a 1 GiB write: they get more rounds for a steadier median.
         runs = max(args.runs, CALLBACK_RUNS) if w.key.startswith("callback") else args.runs
-        results[w.key] = (w, run_workload(w, runs, args.timeout, work, nginx, perf, profiles))
+        with w.context() if w.context else contextlib.nullcontext():
+            results[w.key] = (w, run_workload(w, runs, args.timeout, work, nginx, perf, profiles))
 
-    report = render_report(args, results, notes, machine_info(args.python, nginx, ours_note, work), started, profiles)
+    machine = machine_info(args.python, nginx, ours_note, work)
+    report = render_report(args, results, notes, machine, started, profiles, net)
     print(report)
     (work / "report.md").write_text(report)
     log(f"report copied to {work / 'report.md'}")
@@ -1392,9 +1445,10 @@ def render_report(
     machine: list[tuple[str, str]],
     load_start: str,
     profiles: Sequence[Profile] = (),
+    net: Any = None,  # netbench.NetBench
 ) -> str:
     full = is_full_size(args)
-    out = ["# Benchmark results (issue 4)", ""]
+    out = ["# Benchmark results (issues 4 and 15)", ""]
     if not full:
         out += ["> **Smoke run** with reduced sizes or rounds: not a result.", ""]
     out += [
@@ -1413,9 +1467,13 @@ def render_report(
         f"limit_rate {args.rate_mb} MiB/s |",
         "",
     ]
+    if net:
+        out += net.section()
     for w, summaries in results.values():
         out += [f"## Workload {w.key}: {w.title}", ""]
-        if w.reference == "ideal":
+        if w.ideal_note:
+            out += [w.ideal_note, ""]
+        elif w.reference == "ideal":
             out += [f"Ideal time with N connections = {w.total_bytes / MiB:.0f} MiB / (N × {w.rate / MiB:.0f} MiB/s).", ""]
         elif w.reference:
             out += [f"Reference: {w.reference}.", ""]
@@ -1423,7 +1481,7 @@ def render_report(
         out += [f"Note: {note}" for note in w.notes]
         if w.notes:
             out.append("")
-    verdicts = judge(results)
+    verdicts = judge(results) + (net.judge(results) if net else [])
     if verdicts:
         out += ["## Targets", "", render_verdicts(verdicts), ""]
     if profiles:
@@ -1442,4 +1500,7 @@ def render_report(
 
 
 if __name__ == "__main__":
+    # netbench does `from bench import ...`: let that find this very module, already run,
+    # rather than load bench.py a second time as another module with its own globals.
+    sys.modules.setdefault("bench", sys.modules[__name__])
     sys.exit(main())

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Entry point of the benchmark of issue 4: installs the peers that are missing, then runs
-# bench/bench.py with every argument given here (see bench/README.md, or --help).
+# Entry point of the benchmark of issues 4 and 15: installs the peers that are missing, then
+# runs bench/bench.py with every argument given here (see bench/README.md, or --help).
 #
 #   bench/run.sh                      full run, 5 rounds, tables on stdout
 #   bench/run.sh --write-results      ... and write bench/RESULTS.md
-#   bench/run.sh --scale 0.0625 --runs 1   smoke test at 1/16 size
+#   bench/run.sh --smoke              smoke test at 1/16 size, one round
+#   bench/run.sh --workloads tls,wan,straggler     only issue 15's workloads
 #
 # Environment: PYTHON (default python3), BENCH_NO_INSTALL=1 to skip installing anything.
 set -euo pipefail
@@ -14,9 +15,11 @@ python="${PYTHON:-python3}"
 
 install_missing() {
     # Debian package that provides each command the benchmark runs.
-    local -A pkg_of=([nginx]=nginx [curl]=curl [aria2c]=aria2 [axel]=axel)
+    # Debian's nginx is built with the ssl and http_v2 modules the TLS servers need;
+    # openssl makes the throwaway CA of issue 15's workloads.
+    local -A pkg_of=([nginx]=nginx [curl]=curl [aria2c]=aria2 [axel]=axel [openssl]=openssl)
     local missing=() cmd
-    for cmd in nginx curl aria2c axel; do
+    for cmd in nginx curl aria2c axel openssl; do
         # nginx lives in /usr/sbin, which a non-login PATH may lack.
         command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${pkg_of[$cmd]}")
     done
