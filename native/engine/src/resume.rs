@@ -146,19 +146,37 @@ fn store_journal(task: &TaskState, generation: u64, journal: &Journal, durable: 
     );
 }
 
-/// Writes the journal at the configured cadence while the file downloads. Never ends.
+/// A journal write is due once this many new bytes are on disk (checked every
+/// [`JOURNAL_TICK`]), besides the time-based `journal_interval`. What a crash costs is what
+/// the journal does not name yet: at 16 MiB/s with a write per second, 256 MiB killed four
+/// times made the server send 1.13-1.37x the file; a write per 4 MiB bounds the loss
+/// to ~4 MiB plus what was in flight, and on a fast link costs one write per 250 ms.
+const JOURNAL_BYTES: u64 = 4 * 1024 * 1024;
+const JOURNAL_TICK: Duration = Duration::from_millis(250);
+
+/// Writes the journal while the file downloads: every `journal_interval` that brought new
+/// bytes, and sooner once [`JOURNAL_BYTES`] more arrived. Never ends.
 pub(crate) async fn journaler(task: Arc<TaskState>, cfg: &Config) {
     let interval = cfg.journal_interval.max(Duration::from_millis(50));
+    let tick = interval.min(JOURNAL_TICK);
     let durable = cfg.durable;
     let mut last_covered = u64::MAX;
+    let mut last_write = tokio::time::Instant::now();
     loop {
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(tick).await;
         let snapshot = {
             let st = lock(&task.file);
             st.as_ref().and_then(|s| {
                 let covered = s.done.covered();
-                (covered != last_covered && covered > 0).then(|| {
+                let grown = if last_covered == u64::MAX {
+                    covered
+                } else {
+                    covered.abs_diff(last_covered)
+                };
+                let due = grown >= JOURNAL_BYTES || last_write.elapsed() >= interval;
+                (covered != last_covered && covered > 0 && due).then(|| {
                     last_covered = covered;
+                    last_write = tokio::time::Instant::now();
                     (s.generation, journal_of(&task, s))
                 })
             })
