@@ -9,7 +9,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any, TypeAlias
+from typing import IO, Any, Optional, Union
 
 from ._downloader import TTHSDownloader
 from ._progress import Display, PlainDisplay
@@ -20,7 +20,8 @@ from ._types import Callback
 
 __all__ = ["ProgressArg", "download", "fetch", "make_display", "progress_handler"]
 
-ProgressArg: TypeAlias = bool | Callable[[DownloadEvent], object] | None
+# typing's Union/Optional: evaluated at run time, where ``|`` needs Python 3.10.
+ProgressArg = Optional[Union[bool, Callable[[DownloadEvent], object]]]
 """``progress=``: None/False for nothing, True for progress bars on standard error (plain
 lines when it is not a terminal), or a callable that receives every
 :class:`DownloadEvent`."""

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, Optional, Union, cast
 
 from ._errors import CallbackContextError
 from ._ffi import EventQueue, NativeCallback
@@ -45,7 +45,7 @@ __all__ = ["Dispatcher", "Run"]
 _thread_numbers = itertools.count(1)
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(eq=False)
 class Run:
     """What this package knows about one downloader id of the core."""
 
@@ -79,7 +79,8 @@ class _Shutdown:
 
 _SHUTDOWN: Final = _Shutdown()
 
-_Item = tuple[Run, bytes | None, bytes | None] | _Stopped | _Shutdown
+# typing.Union: evaluated at run time, where ``|`` needs Python 3.10.
+_Item = Union[tuple[Run, Optional[bytes], Optional[bytes]], _Stopped, _Shutdown]
 
 
 _DELIVERY_FAILED: Final = "TTHSD dispatcher: unexpected error while delivering an event"

@@ -8,7 +8,7 @@ so every shape here is a lower bound.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
+from typing import Any, Literal, TypedDict, Union
 
 __all__ = [
     "Callback",
@@ -26,10 +26,10 @@ __all__ = [
     "UpdateMsg",
 ]
 
-EventType: TypeAlias = Literal["start", "startOne", "update", "end", "endOne", "msg", "err"]
+EventType = Literal["start", "startOne", "update", "end", "endOne", "msg", "err"]
 """The ``Type`` of an event."""
 
-ErrorCode: TypeAlias = Literal[
+ErrorCode = Literal[
     "invalid_input",
     "http_status",
     "range_unsupported",
@@ -90,16 +90,23 @@ class EndOneMsg(StartOneMsg):
     Success: bool
 
 
-class UpdateMsg(TypedDict):
-    """``msg`` of ``update``: progress of one task."""
-
+class _UpdateMsgKeys(TypedDict):
+    # The keys every core sends; UpdateMsg adds the optional one.  (A base class of
+    # total=True and a subclass of total=False, not typing.NotRequired: Python 3.9 and
+    # 3.10 have no NotRequired.)
     Downloaded: int
     """Bytes of this file downloaded so far."""
     Total: int
     """Size of the file in bytes; 0 when unknown."""
     Speed: float
     """Smoothed speed in bytes per second."""
-    Contiguous: NotRequired[int]
+
+
+class UpdateMsg(_UpdateMsgKeys, total=False):
+    """``msg`` of ``update``: progress of one task (``Downloaded``, ``Total``, ``Speed``
+    always; ``Contiguous`` from our core)."""
+
+    Contiguous: int
     """Bytes from offset 0 that are all on disk (our core; absent from Go-era cores)."""
 
 
@@ -118,12 +125,14 @@ class ErrMsg(TypedDict):
     """A stable machine code, see :data:`ErrorCode`."""
 
 
-Msg: TypeAlias = EmptyMsg | StartOneMsg | EndOneMsg | UpdateMsg | TextMsg | ErrMsg
+# typing.Union, not ``|``: these aliases are evaluated at run time, where ``|`` between
+# classes and generic aliases needs Python 3.10.
+Msg = Union[EmptyMsg, StartOneMsg, EndOneMsg, UpdateMsg, TextMsg, ErrMsg]
 """Any of the ``msg`` shapes."""
 
-Callback: TypeAlias = (
-    Callable[[Event, dict[str, Any]], object] | Callable[[dict[str, Any], dict[str, Any]], object]
-)
+Callback = Union[
+    Callable[[Event, dict[str, Any]], object], Callable[[dict[str, Any], dict[str, Any]], object]
+]
 """A user callback: ``callback(event, msg)``.
 
 Both styles of the TTHSD documentation type-check: ``def cb(event: dict, msg: dict)`` and
