@@ -93,7 +93,7 @@ def build_tasks(
     task_ids = _str_list("ids", ids, len(url_list))
     sums = _str_list("checksums", checksums, len(url_list))
     tasks: list[dict[str, str]] = []
-    for i, (url, path) in enumerate(zip(url_list, path_list, strict=True)):
+    for i, (url, path) in enumerate(zip(url_list, path_list)):
         task = {"url": url, "save_path": path}
         if names is not None and names[i] is not None:
             task["show_name"] = str(names[i])

@@ -56,7 +56,7 @@ def _timeouts_ms(timeouts: float | tuple[float, float] | None) -> tuple[int, int
     return round(connect * 1000), round(read * 1000)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True)
 class DownloadRequest:
     """One high-level download request, normalized and checked (by :meth:`build`).
 

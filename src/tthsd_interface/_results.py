@@ -21,7 +21,7 @@ from ._types import EventType
 __all__ = ["DownloadEvent", "FileFailure", "FileResult"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FileResult:
     """A file that was downloaded completely (and verified, when a checksum was given)."""
 
@@ -36,7 +36,7 @@ class FileResult:
     """``bytes / seconds``, in bytes per second (0.0 for an instant completion)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FileFailure:
     """A file that did not complete."""
 
@@ -50,7 +50,7 @@ class FileFailure:
     """The core's sentence."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DownloadEvent:
     """One event of the core (see ``docs/callbacks.md`` for every type and key).
 

@@ -17,7 +17,7 @@ from ._results import DownloadEvent, FileFailure, FileResult, file_size
 __all__ = ["Tracker"]
 
 
-@dataclass(slots=True)
+@dataclass
 class _File:
     """What one file of a run has reported so far."""
 
@@ -39,7 +39,7 @@ class Tracker:
     """
 
     def __init__(self, request: DownloadRequest) -> None:
-        self.files = [_File(u, p) for u, p in zip(request.urls, request.paths, strict=True)]
+        self.files = [_File(u, p) for u, p in zip(request.urls, request.paths)]
         self._by_id = {task_id: i for i, task_id in enumerate(request.ids)}
         self.run_error: tuple[str, str] | None = None
         self.ended = False
