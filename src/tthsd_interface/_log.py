@@ -37,7 +37,7 @@ import sys
 import threading
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 __all__ = [
     "LOG_FILE_ENV",
@@ -101,7 +101,13 @@ class LazyFileHandler(logging.FileHandler):
         super().emit(record)
 
 
-class StderrHandler(logging.StreamHandler[TextIO]):
+if TYPE_CHECKING:
+    _StreamHandler = logging.StreamHandler[TextIO]
+else:  # subscriptable at run time from Python 3.11 on
+    _StreamHandler = logging.StreamHandler
+
+
+class StderrHandler(_StreamHandler):
     """Writes to whatever ``sys.stderr`` is when the record is written (a program, or a
     test runner, may replace it after the handler was made)."""
 
