@@ -104,7 +104,9 @@ def test_help_fits_the_width_in_columns(columns: int, tmp_path: Path) -> None:
     )  # fmt: skip
     # The options' help is wrapped; the description and the epilog are kept as written.
     text = out.stdout
-    lines = text[text.index("options:") : text.index("examples:")].splitlines()
+    # Python 3.9's argparse titles them "optional arguments:", later ones "options:".
+    heading = "options:" if "options:" in text else "optional arguments:"
+    lines = text[text.index(heading) : text.index("examples:")].splitlines()
     assert "--limit-rate RATE" in text
     assert max(len(line) for line in lines) <= columns
     if columns == 100:

@@ -6,7 +6,6 @@ exits that stop the download, and no temporary file left behind."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import time
 from pathlib import Path
@@ -116,10 +115,13 @@ def test_leaving_the_loop_early_stops_the_download(
 
     async def main() -> int:
         first = 0
-        async with contextlib.aclosing(stream(res.url, connections=2, tmp_dir=scratch)) as s:
+        s = stream(res.url, connections=2, tmp_dir=scratch)
+        try:  # contextlib.aclosing, which Python 3.9 lacks
             async for _, chunk in s:
                 first = len(chunk)
                 break
+        finally:
+            await s.aclose()
         return first
 
     started = time.monotonic()

@@ -59,7 +59,7 @@ import threading
 import time
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional, Union
 
 from .content import Body, Content, LiteralContent
 
@@ -771,7 +771,8 @@ class LoopbackServer:
 
 # -- ready-made hooks -----------------------------------------------------------------
 
-Which = int | Container[int] | Callable[[RequestRecord], bool] | None
+# typing.Union: evaluated at run time, where ``|`` needs Python 3.10.
+Which = Optional[Union[int, Container[int], Callable[[RequestRecord], bool]]]
 
 
 def chain(*hooks: Hook) -> Hook:
