@@ -10,6 +10,7 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use bytes::Bytes;
+use reqwest::Method;
 use reqwest::header::HeaderMap;
 use url::Url;
 
@@ -55,11 +56,12 @@ impl Transport for Proxied {
 
     async fn send(
         &self,
+        method: Method,
         url: &Url,
         headers: HeaderMap,
     ) -> std::result::Result<reqwest::Response, Failure> {
         self.client
-            .get(url.clone())
+            .request(method, url.clone())
             .headers(headers)
             .send()
             .await
