@@ -157,7 +157,15 @@ class _LogState:
             if self._shut_down:
                 return False
             if self._listener is None:
-                self._start_locked()
+                try:
+                    self._start_locked()
+                except RuntimeError:
+                    # Python 3.12+ starts no thread once the interpreter is exiting,
+                    # which it is when an atexit handler run before ours logs: from
+                    # here on, write synchronously as after our shutdown.
+                    self._listener = None
+                    self._shut_down = True
+                    return False
             return True
 
     def handle_synchronously(self, record: logging.LogRecord) -> None:

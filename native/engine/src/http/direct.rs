@@ -24,7 +24,6 @@ use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client as LegacyClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use reqwest::Method;
 use reqwest::header::HeaderMap;
 use url::Url;
 
@@ -105,13 +104,10 @@ impl Transport for Direct {
 
     async fn send(
         &self,
-        method: Method,
         url: &Url,
         headers: HeaderMap,
     ) -> std::result::Result<hyper::Response<Incoming>, Failure> {
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(url.as_str())
+        let mut req = hyper::Request::get(url.as_str())
             .body(Empty::new())
             .map_err(|e| Failure::new(FailureKind::Invalid, format!("bad request: {e}")))?;
         *req.headers_mut() = headers;

@@ -136,34 +136,6 @@ impl Lanes {
         })
     }
 
-    /// Slots on up to `max` lanes that never carried a request, from budget that is
-    /// free right now (never waits).
-    pub fn spare_unused(self: &Arc<Self>, max: usize) -> Vec<Slot> {
-        let mut out = Vec::new();
-        let mut lanes = self.lock();
-        for lane in 0..lanes.len() {
-            if out.len() == max {
-                break;
-            }
-            if lanes[lane].pool.is_some() {
-                continue;
-            }
-            let Ok(permit) = self.budget.clone().try_acquire_owned() else {
-                break;
-            };
-            let pool = self.make_pool();
-            lanes[lane].pool = Some(pool.clone());
-            lanes[lane].in_flight += 1;
-            out.push(Slot {
-                lanes: self.clone(),
-                lane,
-                pool,
-                _permit: permit,
-            });
-        }
-        out
-    }
-
     /// Requests that may be in flight at once now (grows as lanes learn HTTP/2).
     pub fn capacity(&self) -> usize {
         self.lock().iter().map(Lane::capacity).sum()

@@ -24,8 +24,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
+use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, StatusCode};
 use url::Url;
 
 pub use credentials::{same_origin, strip_cross_origin};
@@ -106,13 +106,12 @@ impl Failure {
     }
 }
 
-/// Sends one request as it is told: no redirects, no defaults. The two implementations
-/// are `direct::Direct` and `proxied::Proxied`.
+/// Sends one GET as it is told: no redirects, no defaults. The two implementations are
+/// `direct::Direct` and `proxied::Proxied`.
 pub trait Transport {
     type Body;
     fn send(
         &self,
-        method: Method,
         url: &Url,
         headers: HeaderMap,
     ) -> impl Future<Output = std::result::Result<Self::Body, Failure>> + Send;
@@ -136,27 +135,7 @@ impl Client {
     pub fn capacity(&self) -> usize {
         self.lanes.capacity()
     }
-
-    /// Opens connections to `url`'s server (after its redirects) on up to `max` lanes
-    /// that never carried a request, while the caller's probe is in flight: a `HEAD` on
-    /// each, whose connection stays in its lane's pool. A file that turns out large then
-    /// starts its other ranges on open connections, one round trip after the probe's
-    /// answer instead of three (TCP, TLS, request): 64 MiB at 16 connections through a
-    /// 40 ms link, ~80 ms of ~1.2 s. Only spare budget is used, and each `HEAD` gives up
-    /// after [`PRECONNECT_TIMEOUT`], so a server slow to answer it costs no transfer.
-    pub fn preconnect(&self, url: &Url, headers: &HeaderMap, max: usize) {
-        for slot in self.lanes.spare_unused(max) {
-            let (client, url, headers) = (self.clone(), url.clone(), headers.clone());
-            tokio::spawn(async move {
-                let head = request(&client, &slot, Method::HEAD, &url, &headers, None, None);
-                let _ = tokio::time::timeout(PRECONNECT_TIMEOUT, head).await;
-            });
-        }
-    }
 }
-
-/// How long a preconnecting `HEAD` may hold its lane.
-const PRECONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Whether a proxy may apply under `setting`: an explicit one, or (for the environment)
 /// any proxy variable reqwest reads.
@@ -294,18 +273,6 @@ pub async fn get(
     range: Option<String>,
     if_range: Option<&str>,
 ) -> Result<Response> {
-    request(client, slot, Method::GET, url, headers, range, if_range).await
-}
-
-async fn request(
-    client: &Client,
-    slot: &Slot,
-    method: Method,
-    url: &Url,
-    headers: &HeaderMap,
-    range: Option<String>,
-    if_range: Option<&str>,
-) -> Result<Response> {
     let mut headers = headers.clone();
     if let Some(r) = range {
         let r = HeaderValue::from_str(&r)
@@ -327,16 +294,12 @@ async fn request(
     credentials::apply_url_credentials(&mut url, &mut headers);
     for hop in 0..=MAX_REDIRECTS {
         let inner = match slot.pool() {
-            Pool::Direct(d) => Inner::Direct(
-                d.send(method.clone(), &url, headers.clone())
-                    .await
-                    .map_err(classify)?,
-            ),
-            Pool::Proxied(p) => Inner::Proxied(
-                p.send(method.clone(), &url, headers.clone())
-                    .await
-                    .map_err(classify)?,
-            ),
+            Pool::Direct(d) => {
+                Inner::Direct(d.send(&url, headers.clone()).await.map_err(classify)?)
+            }
+            Pool::Proxied(p) => {
+                Inner::Proxied(p.send(&url, headers.clone()).await.map_err(classify)?)
+            }
         };
         let resp = Response { url, inner };
         if resp.is_http2() {

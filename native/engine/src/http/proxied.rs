@@ -10,7 +10,6 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::Method;
 use reqwest::header::HeaderMap;
 use url::Url;
 
@@ -56,12 +55,11 @@ impl Transport for Proxied {
 
     async fn send(
         &self,
-        method: Method,
         url: &Url,
         headers: HeaderMap,
     ) -> std::result::Result<reqwest::Response, Failure> {
         self.client
-            .request(method, url.clone())
+            .get(url.clone())
             .headers(headers)
             .send()
             .await
