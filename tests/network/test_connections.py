@@ -45,6 +45,11 @@ def test_a_large_file_uses_several_connections_and_at_most_thread_count(
     detail = connection_summary(h2_server)
     assert busy > 1, f"every range shared one TCP connection: {detail}"
     assert busy <= 8, f"more TCP connections at once than thread_count=8: {detail}"
+    # Connections opened ahead while the probe was out carry the ranges: none is opened
+    # for nothing, none beyond thread_count, and no request is spent on warming them.
+    accepted = len(h2_server.connections())
+    assert accepted <= 8, f"{accepted} TCP connections for thread_count=8: {detail}"
+    assert {r.method for r in h2_server.requests()} == {"GET"}, detail
 
 
 def test_many_small_files_are_exact_over_at_most_thread_count_connections(

@@ -28,9 +28,9 @@ use crate::verify::hash_file;
 /// How often a file may start over from zero (file changed, ranges broke) in one run.
 const MAX_RESTARTS: u32 = 3;
 
-/// Lanes opened ahead while the probe is out (`http::Client::preconnect`): enough for the
-/// usual 8 to 16 connections, few enough that a small file does not cost a server dozens
-/// of handshakes.
+/// Connections opened ahead while the probe is out (`http::Client::preconnect`): enough
+/// for the usual 8 to 16 connections, few enough that a small file does not cost a server
+/// dozens of handshakes.
 const PRECONNECT_LANES: usize = 15;
 
 fn is_restart(e: &Error) -> bool {
@@ -177,8 +177,7 @@ async fn attempt_file(
     let conn = connection(shared, &ctx.client).await?;
     if cfg.connections > 1 && lock(&shared.control).mode == Mode::Sequential {
         // One file at a time gets every connection: open some while the probe is out.
-        ctx.client
-            .preconnect(&task.spec.url, &ctx.headers, PRECONNECT_LANES);
+        ctx.client.preconnect(&task.spec.url, PRECONNECT_LANES);
     }
     match probe(&ctx, &conn, resume.as_ref(), whole_only).await? {
         Answer::Ranged {

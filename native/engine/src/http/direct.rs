@@ -27,6 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use reqwest::header::HeaderMap;
 use url::Url;
 
+use super::warm::Warm;
 use super::{ClientConfig, Failure, FailureKind, Transport};
 use crate::error::{Error, ErrorCode, Result};
 use crate::roots::LazyRoots;
@@ -45,12 +46,11 @@ const H2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 /// fewer headers to parse per byte, where the server sends large ones.
 const H2_MAX_FRAME: u32 = 256 * 1024;
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-
-/// What every pool of one client is built from (TLS set up once).
+/// What every pool of one client is built from (TLS set up once; the warm connections
+/// are shared by all the client's pools).
 #[derive(Clone)]
 pub struct Factory {
-    connector: Connector,
+    connector: Warm,
 }
 
 impl Factory {
@@ -73,7 +73,14 @@ impl Factory {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        Ok(Factory { connector })
+        Ok(Factory {
+            connector: Warm::new(connector),
+        })
+    }
+
+    /// Opens `n` connections to `uri`'s origin ahead of need.
+    pub fn warm(&self, uri: &hyper::Uri, n: usize) {
+        self.connector.open(uri, n);
     }
 
     /// A fresh pool: new connections, sharing the TLS setup.
@@ -96,7 +103,7 @@ impl Factory {
 /// One connection pool (cheap to clone: the connections are shared).
 #[derive(Clone)]
 pub struct Direct {
-    client: Arc<LegacyClient<Connector, Empty<Bytes>>>,
+    client: Arc<LegacyClient<Warm, Empty<Bytes>>>,
 }
 
 impl Transport for Direct {

@@ -136,6 +136,16 @@ impl Lanes {
         })
     }
 
+    /// Warms up to `n` connections for lanes that never carried a request (those that
+    /// did keep theirs in their pools).
+    pub fn preconnect(&self, uri: &hyper::Uri, n: usize) {
+        let Backend::Direct(factory) = &self.backend else {
+            return;
+        };
+        let fresh = self.lock().iter().filter(|l| l.pool.is_none()).count();
+        factory.warm(uri, n.min(fresh));
+    }
+
     /// Requests that may be in flight at once now (grows as lanes learn HTTP/2).
     pub fn capacity(&self) -> usize {
         self.lock().iter().map(Lane::capacity).sum()

@@ -16,6 +16,7 @@ mod credentials;
 mod direct;
 mod lanes;
 mod proxied;
+mod warm;
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -134,6 +135,15 @@ impl Client {
     /// streams of those that speak HTTP/2.
     pub fn capacity(&self) -> usize {
         self.lanes.capacity()
+    }
+
+    /// Opens up to `n` connections to `url`'s origin ahead of need (TCP and TLS, no
+    /// request; see `warm`), for a file whose ranges may soon want them. Direct
+    /// connections only.
+    pub fn preconnect(&self, url: &Url, n: usize) {
+        if let Ok(uri) = url.as_str().parse::<hyper::Uri>() {
+            self.lanes.preconnect(&uri, n);
+        }
     }
 }
 
