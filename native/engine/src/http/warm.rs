@@ -35,11 +35,13 @@ const WARM_FOR: Duration = Duration::from_secs(20);
 
 /// scheme, host, port
 type Origin = (String, String, u16);
+/// The warm connections of each origin, with when each was opened.
+type Waiting = HashMap<Origin, Vec<(Instant, Stream)>>;
 
 #[derive(Clone)]
 pub struct Warm {
     inner: Inner,
-    waiting: Arc<Mutex<HashMap<Origin, Vec<(Instant, Stream)>>>>,
+    waiting: Arc<Mutex<Waiting>>,
 }
 
 fn origin(uri: &Uri) -> Option<Origin> {
@@ -59,7 +61,7 @@ impl Warm {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Origin, Vec<(Instant, Stream)>>> {
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
