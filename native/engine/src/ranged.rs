@@ -25,6 +25,7 @@ use crate::plan::{Lease, MIN_SPLIT, Plan, piece_size};
 use crate::range::{ContentRange, parse_content_range, range_header};
 use crate::request::{Connection, FileCtx, connection};
 use crate::resume::journaler;
+use crate::retry::{FileBudget, RangeStep, Streak, after_range_failure};
 use crate::state::{FileState, lock};
 use crate::storage::{self, PartFile};
 use crate::verify::prefix_hasher;
@@ -108,14 +109,41 @@ pub(crate) async fn transfer(
         part,
         plan,
     };
+    let budget = FileBudget::new(&ctx.cfg.retry);
     let mut pool = FuturesUnordered::new();
-    pool.push(worker(&rctx, Some((lease0, first_resp, first.1, conn))));
+    pool.push(worker(
+        &rctx,
+        &budget,
+        Some((lease0, first_resp, first.1, conn)),
+    ));
     for _ in 1..workers {
-        pool.push(worker(&rctx, None));
+        pool.push(worker(&rctx, &budget, None));
     }
     let all = async {
-        while let Some(r) = pool.next().await {
-            r?;
+        // Workers that found nothing left to do: their connections worked to the end.
+        let mut healthy = 0usize;
+        let mut handed_back: Option<Error> = None;
+        while let Some(end) = pool.next().await {
+            match end? {
+                WorkerEnd::Drained => healthy += 1,
+                WorkerEnd::HandedBack(e) => handed_back = Some(e),
+            }
+            // Running workers take handed-back bytes when their lease ends; once none
+            // runs, a connection that worked takes them, and with none left the file
+            // has no connection that works.
+            if pool.is_empty()
+                && !rctx.plan.is_drained()
+                && let Some(e) = handed_back.take()
+            {
+                if healthy == 0 {
+                    let mut e = e;
+                    e.transient = false;
+                    e.message = format!("{} (no other connection could take its bytes)", e.message);
+                    return Err(e);
+                }
+                healthy -= 1;
+                pool.push(worker(&rctx, &budget, None));
+            }
         }
         Ok::<(), Error>(())
     };
@@ -140,8 +168,20 @@ pub(crate) async fn transfer(
 
 type FirstResponse = (Lease, Response, u64, Connection);
 
+/// How a worker stopped (other than with an error that ends the file).
+enum WorkerEnd {
+    /// Nothing left to take: the plan is drained or every piece is in good hands.
+    Drained,
+    /// Its range ran out of retries; the bytes went back to the plan (the error said why).
+    HandedBack(Error),
+}
+
 /// One connection's loop: take a lease, fetch it, repeat until the plan is drained.
-async fn worker(ctx: &RangeCtx<'_>, first: Option<FirstResponse>) -> Result<()> {
+async fn worker(
+    ctx: &RangeCtx<'_>,
+    budget: &FileBudget,
+    first: Option<FirstResponse>,
+) -> Result<WorkerEnd> {
     let mut first = first;
     let mut prev_end = None;
     loop {
@@ -149,28 +189,45 @@ async fn worker(ctx: &RangeCtx<'_>, first: Option<FirstResponse>) -> Result<()> 
             Some((lease, resp, end, conn)) => (lease, Some((resp, end, conn))),
             None => match ctx.plan.next_after(prev_end) {
                 Some(l) => (l, None),
-                None => return Ok(()),
+                None => return Ok(WorkerEnd::Drained),
             },
         };
-        fetch_lease(ctx, &lease, pre).await?;
+        if let Some(e) = fetch_lease(ctx, budget, &lease, pre).await? {
+            ctx.plan.release(&lease);
+            let f = ctx.file;
+            f.shared.task_msg(
+                f.task,
+                format!(
+                    "Bytes {}-{} handed back to the other connections: {}",
+                    lease.pos(),
+                    lease.end().saturating_sub(1).max(lease.pos()),
+                    e.message
+                ),
+            );
+            return Ok(WorkerEnd::HandedBack(e));
+        }
         prev_end = Some(lease.end());
     }
 }
 
+/// Fetches a lease to its end, retrying under the retry policy. `Some(error)`: the range
+/// ran out of retries and is to be handed back.
 async fn fetch_lease(
     ctx: &RangeCtx<'_>,
+    budget: &FileBudget,
     lease: &Lease,
     pre: Option<(Response, u64, Connection)>,
-) -> Result<()> {
+) -> Result<Option<Error>> {
     let f = ctx.file;
-    let policy = f.cfg.retry;
     let mut pre = pre;
-    let mut attempt = 0u32;
+    let mut streak = Streak::new(f.cfg.retry);
     while lease.remaining() > 0 {
         let before = lease.pos();
         let result = match pre.take() {
             Some((resp, end, conn)) => stream_range(ctx, lease, resp, end, conn).await,
             None => {
+                // A host that asked for a pause gets no request before its time.
+                f.shared.hosts.wait(&ctx.url).await;
                 let conn = connection(f.shared, &f.client).await?;
                 match request_range(ctx, lease, &conn).await {
                     Ok((resp, end)) => stream_range(ctx, lease, resp, end, conn).await,
@@ -178,28 +235,22 @@ async fn fetch_lease(
                 }
             }
         };
-        match result {
-            Ok(()) => {}
-            Err(e) if e.transient => {
-                if lease.pos() > before {
-                    attempt = 0; // progress: this is a new failure, not a repeat
-                }
-                if attempt >= policy.max_retries {
-                    let mut e = e;
-                    e.transient = false;
-                    if e.code == ErrorCode::RangeUnsupported {
-                        e.message = format!("{} (after {attempt} retries)", e.message);
-                    }
-                    return Err(e);
-                }
-                let wait = policy.delay_random(attempt, e.retry_after);
-                attempt += 1;
+        let Err(e) = result else { continue };
+        if let Some(wait) = e.retry_after {
+            f.shared.hosts.hold(&ctx.url, wait);
+        }
+        if lease.pos() > before {
+            streak.progressed();
+        }
+        match after_range_failure(&e, &mut streak, budget) {
+            RangeStep::Retry(wait) => {
                 f.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
                 f.shared.task_msg(
                     f.task,
                     format!(
-                        "Retry {attempt}/{} of bytes {}-{} in {:.1} s: {}",
-                        policy.max_retries,
+                        "Retry {}/{} of bytes {}-{} in {:.1} s: {}",
+                        streak.retries(),
+                        streak.max_retries(),
                         lease.pos(),
                         lease.end().saturating_sub(1),
                         wait.as_secs_f64(),
@@ -208,10 +259,20 @@ async fn fetch_lease(
                 );
                 tokio::time::sleep(wait).await;
             }
-            Err(e) => return Err(e),
+            RangeStep::HandBack => return Ok(Some(e)),
+            RangeStep::Fail => {
+                let mut e = e;
+                if e.transient {
+                    e.transient = false;
+                    if e.code == ErrorCode::RangeUnsupported {
+                        e.message = format!("{} (after {} retries)", e.message, streak.retries());
+                    }
+                }
+                return Err(e);
+            }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Asks for the rest of a lease and checks the answer fits exactly.
