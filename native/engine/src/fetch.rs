@@ -21,6 +21,7 @@ use crate::request::{FileCtx, connection};
 use crate::resume::{load_journal, reset_state};
 use crate::retry::{FileStep, Streak, after_file_failure};
 use crate::runtime::blocking;
+use crate::source;
 use crate::state::{Config, Shared, TaskState, lock};
 use crate::storage::{self, PartFile};
 use crate::stream;
@@ -169,10 +170,11 @@ async fn attempt_file(
     {
         return finalize(&ctx, None, r.total).await;
     }
+    let source = source::open(&ctx)?;
     // A host that asked for a pause gets no request before its time.
     shared.hosts.wait(&task.spec.url).await;
     let conn = connection(shared, &ctx.client).await?;
-    let answer = probe(&ctx, &conn, resume.as_ref(), whole_only)
+    let answer = probe(&ctx, &source, &conn, resume.as_ref(), whole_only)
         .await
         .inspect_err(|e| {
             if let Some(wait) = e.retry_after {
@@ -185,9 +187,14 @@ async fn attempt_file(
             validators,
             final_url,
             first,
-            resp,
-        } => ranged::transfer(&ctx, total, validators, final_url, first, resp, conn).await,
-        Answer::Whole(resp) => stream::whole(&ctx, resp, conn).await,
+            body,
+        } => {
+            ranged::transfer(
+                &ctx, &source, total, validators, final_url, first, body, conn,
+            )
+            .await
+        }
+        Answer::Whole(whole) => stream::whole(&ctx, whole, conn).await,
         Answer::Empty => {
             drop(conn);
             empty_file(&ctx).await

@@ -1,10 +1,11 @@
 //! The ranged transfer: the file's missing bytes cut into pieces ([`Plan`]), worked by
 //! up to `connections` workers, each a loop of "take a lease, request it, stream it".
 //!
-//! Contract: a byte is written only where a 206 whose `Content-Range` starts where we
-//! asked and names the file's size puts it, and only after its lease granted it (so no
-//! two connections write the same byte); every response must carry the validators the
-//! file started with, else the file changed (`file_changed`, not transient). While the
+//! Contract: a byte is written only where a range answer that starts where we asked and
+//! names the file's size puts it (the [`Source`] checks the answer; for HTTP, a 206 and
+//! its `Content-Range`), and only after its lease granted it (so no two connections
+//! write the same byte); every answer must be of the version the file started with,
+//! else the file changed (`file_changed`, not transient). While the
 //! workers run, the journal, the writeback and the prefix hasher run beside them. The
 //! transfer ends with every byte on disk and the file finalized, or with an error.
 
@@ -12,20 +13,17 @@ use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use reqwest::StatusCode;
-use reqwest::header::{self, HeaderMap};
 use url::Url;
 
 use crate::body::{Batch, read_batch};
 use crate::error::{Error, ErrorCode, Result};
 use crate::finalize::{finalize, writeback};
-use crate::http::{self, Response, header_str};
 use crate::journal::Validators;
 use crate::plan::{Lease, MIN_SPLIT, Plan, piece_size};
-use crate::range::{ContentRange, parse_content_range, range_header};
 use crate::request::{Connection, FileCtx, connection};
 use crate::resume::journaler;
 use crate::retry::{FileBudget, RangeStep, Streak, after_range_failure};
+use crate::source::{AnyBody, AnySource, Source};
 use crate::state::{FileState, lock};
 use crate::storage::{self, PartFile};
 use crate::verify::prefix_hasher;
@@ -33,23 +31,23 @@ use crate::verify::prefix_hasher;
 /// Shared by the connections of one ranged file.
 struct RangeCtx<'a> {
     file: &'a FileCtx<'a>,
-    url: Url,
-    /// Headers for range requests: origin-bound credentials dropped if we were
-    /// redirected to another origin.
-    headers: HeaderMap,
+    /// The file's source at the URL the probe's bytes came from.
+    source: AnySource<'a>,
     total: u64,
     validators: Validators,
     part: PartFile,
     plan: Plan,
 }
 
-pub(crate) async fn transfer(
-    ctx: &FileCtx<'_>,
+#[allow(clippy::too_many_arguments)] // the probe's answer, taken apart
+pub(crate) async fn transfer<'a>(
+    ctx: &'a FileCtx<'a>,
+    source: &AnySource<'a>,
     total: u64,
     validators: Validators,
     final_url: Url,
     first: (u64, u64),
-    first_resp: Response,
+    first_resp: AnyBody,
     conn: Connection,
 ) -> Result<()> {
     let task = ctx.task;
@@ -98,12 +96,9 @@ pub(crate) async fn transfer(
         .connections
         .min(remaining.div_ceil(MIN_SPLIT) as usize)
         .max(1);
-    let mut headers = ctx.headers.clone();
-    http::strip_cross_origin(&mut headers, &task.spec.url, &final_url);
     let rctx = RangeCtx {
         file: ctx,
-        url: final_url,
-        headers,
+        source: source.at(&final_url),
         total,
         validators,
         part,
@@ -166,7 +161,7 @@ pub(crate) async fn transfer(
     finalize(ctx, Some(rctx.part), total).await
 }
 
-type FirstResponse = (Lease, Response, u64, Connection);
+type FirstResponse = (Lease, AnyBody, u64, Connection);
 
 /// How a worker stopped (other than with an error that ends the file).
 enum WorkerEnd {
@@ -216,7 +211,7 @@ async fn fetch_lease(
     ctx: &RangeCtx<'_>,
     budget: &FileBudget,
     lease: &Lease,
-    pre: Option<(Response, u64, Connection)>,
+    pre: Option<(AnyBody, u64, Connection)>,
 ) -> Result<Option<Error>> {
     let f = ctx.file;
     let mut pre = pre;
@@ -227,9 +222,12 @@ async fn fetch_lease(
             Some((resp, end, conn)) => stream_range(ctx, lease, resp, end, conn).await,
             None => {
                 // A host that asked for a pause gets no request before its time.
-                f.shared.hosts.wait(&ctx.url).await;
+                f.shared.hosts.wait(ctx.source.url()).await;
                 let conn = connection(f.shared, &f.client).await?;
-                match request_range(ctx, lease, &conn).await {
+                let asked =
+                    ctx.source
+                        .range(&conn, lease.pos(), lease.end(), ctx.total, &ctx.validators);
+                match asked.await {
                     Ok((resp, end)) => stream_range(ctx, lease, resp, end, conn).await,
                     Err(e) => Err(e),
                 }
@@ -237,7 +235,7 @@ async fn fetch_lease(
         };
         let Err(e) = result else { continue };
         if let Some(wait) = e.retry_after {
-            f.shared.hosts.hold(&ctx.url, wait);
+            f.shared.hosts.hold(ctx.source.url(), wait);
         }
         if lease.pos() > before {
             streak.progressed();
@@ -275,97 +273,11 @@ async fn fetch_lease(
     Ok(None)
 }
 
-/// Asks for the rest of a lease and checks the answer fits exactly.
-async fn request_range(
-    ctx: &RangeCtx<'_>,
-    lease: &Lease,
-    conn: &Connection,
-) -> Result<(Response, u64)> {
-    let (pos, end) = (lease.pos(), lease.end());
-    let f = ctx.file;
-    let fut = http::get(
-        &f.client,
-        &conn.slot,
-        &ctx.url,
-        &ctx.headers,
-        Some(range_header(pos, Some(end))),
-        ctx.validators.if_range(),
-    );
-    let resp = match tokio::time::timeout(f.cfg.read_timeout + f.cfg.connect_timeout, fut).await {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(Error::transient(
-                ErrorCode::Timeout,
-                "no response to a range request in time",
-            ));
-        }
-    };
-    let status = resp.status();
-    if status == StatusCode::PARTIAL_CONTENT {
-        let cr = header_str(resp.headers(), header::CONTENT_RANGE).and_then(parse_content_range);
-        return match cr {
-            Some(ContentRange::Bytes {
-                start,
-                end: got_end,
-                total: Some(t),
-            }) if t == ctx.total && start == pos => {
-                if !ctx.validators.same_version(&http::validators(&resp)) {
-                    return Err(Error::new(
-                        ErrorCode::FileChanged,
-                        "the file changed on the server during the download (validator mismatch)",
-                    ));
-                }
-                Ok((resp, got_end))
-            }
-            Some(ContentRange::Bytes { total: Some(t), .. }) if t != ctx.total => Err(Error::new(
-                ErrorCode::FileChanged,
-                format!(
-                    "the file changed on the server during the download (size {} became {t})",
-                    ctx.total
-                ),
-            )),
-            other => Err(Error::transient(
-                ErrorCode::RangeUnsupported,
-                format!(
-                    "asked for bytes {pos}-{}, the server answered {}",
-                    end - 1,
-                    match other {
-                        Some(ContentRange::Bytes { start, end, .. }) =>
-                            format!("bytes {start}-{}", end - 1),
-                        _ => "an unusable Content-Range".to_owned(),
-                    }
-                ),
-            )),
-        };
-    }
-    if status == StatusCode::OK {
-        let changed = !ctx.validators.same_version(&http::validators(&resp));
-        return Err(if changed {
-            Error::new(
-                ErrorCode::FileChanged,
-                "the file changed on the server during the download",
-            )
-        } else {
-            Error::new(
-                ErrorCode::RangeUnsupported,
-                "the server stopped honouring ranges",
-            )
-        });
-    }
-    if status == StatusCode::RANGE_NOT_SATISFIABLE {
-        return Err(Error::new(
-            ErrorCode::FileChanged,
-            "the server refused a range inside the file (file changed?)",
-        ));
-    }
-    Err(http::status_error(&resp))
-}
-
 /// Streams a 206 body for `[lease.pos(), promised_end)` into the part file.
 async fn stream_range(
     ctx: &RangeCtx<'_>,
     lease: &Lease,
-    mut resp: Response,
+    mut resp: AnyBody,
     promised_end: u64,
     conn: Connection,
 ) -> Result<()> {
