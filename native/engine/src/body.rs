@@ -11,8 +11,8 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::http::Response;
 use crate::request::FileCtx;
+use crate::source::Body;
 
 // A body chunk is written as soon as it arrives, with no copy (the client's `Bytes`
 // goes straight to `pwritev`), together with whatever else has already arrived (up to
@@ -72,7 +72,7 @@ impl Batch {
 /// True at the end of the body.
 pub(crate) async fn read_batch(
     ctx: &FileCtx<'_>,
-    resp: &mut Response,
+    resp: &mut impl Body,
     batch: &mut Batch,
 ) -> Result<bool> {
     let first = match tokio::time::timeout(ctx.cfg.read_timeout, resp.chunk()).await {

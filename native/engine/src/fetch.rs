@@ -19,7 +19,9 @@ use crate::probe::{Answer, Resume, probe};
 use crate::ranged;
 use crate::request::{FileCtx, connection};
 use crate::resume::{load_journal, reset_state};
+use crate::retry::{FileStep, Streak, after_file_failure};
 use crate::runtime::blocking;
+use crate::source;
 use crate::state::{Config, Mode, Shared, TaskState, lock};
 use crate::storage::{self, PartFile};
 use crate::stream;
@@ -32,10 +34,6 @@ const MAX_RESTARTS: u32 = 3;
 /// for the usual 8 to 16 connections, few enough that a small file does not cost a server
 /// dozens of handshakes.
 const PRECONNECT_LANES: usize = 15;
-
-fn is_restart(e: &Error) -> bool {
-    !e.transient && matches!(e.code, ErrorCode::FileChanged | ErrorCode::RangeUnsupported)
-}
 
 /// Downloads one task's file to its `save_path`.
 pub(crate) async fn download_file(shared: &Arc<Shared>, task: &Arc<TaskState>) -> Result<()> {
@@ -67,13 +65,16 @@ pub(crate) async fn download_file(shared: &Arc<Shared>, task: &Arc<TaskState>) -
         return Ok(());
     }
     load_journal(task);
-    let mut attempt = 0u32;
+    let mut streak = Streak::new(cfg.retry);
     let mut restarts = 0u32;
     let mut whole_only = false;
     loop {
-        match attempt_file(shared, task, &cfg, whole_only).await {
+        let e = match attempt_file(shared, task, &cfg, whole_only).await {
             Ok(()) => return Ok(()),
-            Err(e) if is_restart(&e) && restarts < MAX_RESTARTS => {
+            Err(e) => e,
+        };
+        match after_file_failure(&e, &mut streak, restarts < MAX_RESTARTS) {
+            FileStep::Restart => {
                 restarts += 1;
                 // Ranges that lie cannot be trusted again in this run.
                 whole_only |= e.code == ErrorCode::RangeUnsupported;
@@ -83,22 +84,22 @@ pub(crate) async fn download_file(shared: &Arc<Shared>, task: &Arc<TaskState>) -
                     format!("{}; restarting the file from zero", e.message),
                 );
             }
-            Err(e) if e.transient && attempt < cfg.retry.max_retries => {
-                let wait = cfg.retry.delay_random(attempt, e.retry_after);
-                attempt += 1;
+            FileStep::Retry(wait) => {
                 shared.counters.retries.fetch_add(1, Ordering::Relaxed);
                 shared.task_msg(
                     task,
                     format!(
-                        "Retry {attempt}/{} in {:.1} s: {}",
-                        cfg.retry.max_retries,
+                        "Retry {}/{} in {:.1} s: {}",
+                        streak.retries(),
+                        streak.max_retries(),
                         wait.as_secs_f64(),
                         e.message
                     ),
                 );
                 tokio::time::sleep(wait).await;
             }
-            Err(mut e) => {
+            FileStep::Fail => {
+                let mut e = e;
                 e.transient = false;
                 return Err(e);
             }
@@ -174,20 +175,35 @@ async fn attempt_file(
     {
         return finalize(&ctx, None, r.total).await;
     }
+    let source = source::open(&ctx)?;
+    // A host that asked for a pause gets no request before its time.
+    shared.hosts.wait(&task.spec.url).await;
     let conn = connection(shared, &ctx.client).await?;
     if cfg.connections > 1 && lock(&shared.control).mode == Mode::Sequential {
         // One file at a time gets every connection: open some while the probe is out.
         ctx.client.preconnect(&task.spec.url, PRECONNECT_LANES);
     }
-    match probe(&ctx, &conn, resume.as_ref(), whole_only).await? {
+    let answer = probe(&ctx, &source, &conn, resume.as_ref(), whole_only)
+        .await
+        .inspect_err(|e| {
+            if let Some(wait) = e.retry_after {
+                shared.hosts.hold(&task.spec.url, wait);
+            }
+        })?;
+    match answer {
         Answer::Ranged {
             total,
             validators,
             final_url,
             first,
-            resp,
-        } => ranged::transfer(&ctx, total, validators, final_url, first, resp, conn).await,
-        Answer::Whole(resp) => stream::whole(&ctx, resp, conn).await,
+            body,
+        } => {
+            ranged::transfer(
+                &ctx, &source, total, validators, final_url, first, body, conn,
+            )
+            .await
+        }
+        Answer::Whole(whole) => stream::whole(&ctx, whole, conn).await,
         Answer::Empty => {
             drop(conn);
             empty_file(&ctx).await

@@ -17,6 +17,8 @@
 //!   - `stream`: the whole-body stream of a server without ranges.
 //!   - `body`: reading a body into batches for one vectored write.
 //!   - `request`: the attempt's context, connection slots, a GET with a head timeout.
+//!   - `source`: the protocol seam: what the stages need from a server (the first
+//!     bytes with size and validators, a range, a whole body), `source::web` for HTTP(S).
 //!   - `resume`: a file's progress across attempts and processes (the journal kept
 //!     current, picked up, forgotten).
 //!   - `verify`: checksums of the prefix while it grows, and of a file on disk.
@@ -37,6 +39,7 @@
 //! - [`events`]: what a run reports.
 //! - [`remote`]: events to a TCP or WebSocket listener.
 //! - [`task`]: the task list and its validation.
+//! - [`scheme`]: the registry of URL schemes and their protocols.
 //! - [`runtime`]: the shared tokio runtime.
 
 mod body;
@@ -61,6 +64,8 @@ pub mod retry;
 mod roots;
 mod run;
 pub mod runtime;
+pub mod scheme;
+mod source;
 mod state;
 pub mod storage;
 mod stream;

@@ -1,27 +1,26 @@
 //! The probe: the first request of an attempt at a file, and what its answer means.
 //!
-//! The probe asks for the first piece of the file (`Range: bytes=0-(chunk-1)`), or for
-//! the first gap of a file resumed from its journal (with `If-Range`), so one request
+//! The probe asks the file's [`Source`] for its first piece (for HTTP,
+//! `Range: bytes=0-(chunk-1)`), or for the first gap of a file resumed from its journal
+//! (only of the version on disk: `If-Range`), so one request
 //! both learns the size and validators and starts the transfer; a file smaller than a
 //! chunk costs exactly one request.
 //!
-//! Contract: a ranged answer ([`Answer::Ranged`]) is given only for a 206 whose
-//! `Content-Range` starts where we asked and names the size; a 206 we cannot place is
-//! never guessed at, the whole body is asked for instead ([`Answer::Whole`]). A resumed
-//! file whose server copy changed has its progress forgotten here, before any byte of
-//! the new version is written. Any other status is an error (`http::status_error`).
+//! Contract: a ranged answer ([`Answer::Ranged`]) starts where we asked and names the
+//! size (the source checks it; for HTTP, a 206 and its `Content-Range`). A resumed file
+//! whose server copy changed has its progress forgotten here, before any byte of the
+//! new version is written; a resumed file the server no longer has the range of is
+//! `file_changed`; a file that ends before its first byte is empty.
 
-use reqwest::StatusCode;
-use reqwest::header;
 use url::Url;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::http::{self, Response, header_str};
 use crate::journal::Validators;
 use crate::plan::piece_size;
-use crate::range::{ContentRange, parse_content_range, range_header};
-use crate::request::{Connection, FileCtx, send};
+use crate::request::{Connection, FileCtx};
 use crate::resume::reset_state;
+use crate::source::{AnyBody, AnySource, Opening, Source};
+use crate::stream::Whole;
 
 /// What is on disk of a file resumed from earlier progress.
 pub(crate) struct Resume {
@@ -33,17 +32,17 @@ pub(crate) struct Resume {
 
 /// What the server's first answer says about the file.
 pub(crate) enum Answer {
-    /// The server honours ranges: `resp` carries `first` (start, exclusive end).
+    /// The server honours ranges: `body` carries `first` (start, exclusive end).
     Ranged {
         total: u64,
         validators: Validators,
         final_url: Url,
         first: (u64, u64),
-        resp: Response,
+        body: AnyBody,
     },
     /// One body from byte 0, to be streamed whole.
-    Whole(Response),
-    /// The file is empty (a 416 naming size 0).
+    Whole(Whole),
+    /// The file is empty.
     Empty,
 }
 
@@ -51,103 +50,91 @@ pub(crate) enum Answer {
 /// trusted in this run, ask for the whole body).
 pub(crate) async fn probe(
     ctx: &FileCtx<'_>,
+    source: &AnySource<'_>,
     conn: &Connection,
     resume: Option<&Resume>,
     whole_only: bool,
 ) -> Result<Answer> {
     let task = ctx.task;
     if whole_only {
-        return whole_body(ctx, conn).await;
+        return whole(source.open(conn, None, None).await?);
     }
-    let (ask_start, ask_end, if_range) = match resume {
+    let want = match resume {
         Some(r) => {
             let (a, b) = r.missing[0];
             let piece = piece_size(r.total, ctx.cfg.chunk_size, ctx.cfg.connections);
-            (
-                a,
-                b.min(a.saturating_add(piece)),
-                r.validators.if_range().map(str::to_owned),
-            )
+            (a, b.min(a.saturating_add(piece)))
         }
-        None => (0, ctx.cfg.chunk_size.max(1), None),
+        None => (0, ctx.cfg.chunk_size.max(1)),
     };
-    let resp = send(
-        ctx,
-        conn,
-        &task.spec.url,
-        Some(range_header(ask_start, Some(ask_end))),
-        if_range.as_deref(),
-    )
-    .await?;
-    match resp.status() {
-        StatusCode::PARTIAL_CONTENT => {
-            let cr =
-                header_str(resp.headers(), header::CONTENT_RANGE).and_then(parse_content_range);
-            match cr {
-                Some(ContentRange::Bytes {
-                    start,
-                    end,
-                    total: Some(total),
-                }) if start == ask_start => {
-                    let vals = http::validators(&resp);
-                    let same = resume
-                        .is_some_and(|r| r.total == total && r.validators.same_version(&vals));
-                    if resume.is_some() && !same {
-                        reset_state(task);
-                        ctx.shared.task_msg(
-                            task,
-                            "The file changed on the server; restarting it from zero".into(),
-                        );
-                    }
-                    let final_url = resp.url().clone();
-                    Ok(Answer::Ranged {
-                        total,
-                        validators: vals,
-                        final_url,
-                        first: (start, end),
-                        resp,
-                    })
-                }
-                _ => {
-                    // A 206 we cannot place: never guess, take the whole body instead.
-                    drop(resp);
-                    whole_body(ctx, conn).await
-                }
+    let known = resume.map(|r| &r.validators);
+    match source.open(conn, Some(want), known).await? {
+        Opening::Ranged {
+            total,
+            validators,
+            final_url,
+            first,
+            body,
+        } => {
+            let same =
+                resume.is_some_and(|r| r.total == total && r.validators.same_version(&validators));
+            if resume.is_some() && !same {
+                reset_state(task);
+                ctx.shared.task_msg(
+                    task,
+                    "The file changed on the server; restarting it from zero".into(),
+                );
             }
+            Ok(Answer::Ranged {
+                total,
+                validators,
+                final_url,
+                first,
+                body,
+            })
         }
-        StatusCode::OK => {
+        whole_body @ Opening::Whole { .. } => {
             if resume.is_some() {
                 ctx.shared.task_msg(
                     task,
                     "The server sent the whole file (changed, or ranges not honoured); restarting from zero".into(),
                 );
             }
-            Ok(Answer::Whole(resp))
+            whole(whole_body)
         }
-        StatusCode::RANGE_NOT_SATISFIABLE => {
-            let cr =
-                header_str(resp.headers(), header::CONTENT_RANGE).and_then(parse_content_range);
-            drop(resp);
+        Opening::PastEnd { total } => {
             if resume.is_some() {
                 return Err(Error::new(
                     ErrorCode::FileChanged,
                     "the server no longer has the range we need (file changed)",
                 ));
             }
-            if let Some(ContentRange::Unsatisfied { total: 0 }) = cr {
+            if total == Some(0) {
                 return Ok(Answer::Empty);
             }
-            whole_body(ctx, conn).await
+            whole(source.open(conn, None, None).await?)
         }
-        _ => Err(http::status_error(&resp)),
     }
 }
 
-/// Asks for the whole body with no range: a 200 or an error.
-async fn whole_body(ctx: &FileCtx<'_>, conn: &Connection) -> Result<Answer> {
-    let resp = send(ctx, conn, &ctx.task.spec.url, None, None).await?;
-    match resp.status() {
-        StatusCode::OK => Ok(Answer::Whole(resp)),
-        _ => Err(http::status_error(&resp)),
+/// The answer to a request for the whole file.
+fn whole(opening: Opening<AnyBody>) -> Result<Answer> {
+    match opening {
+        Opening::Whole {
+            length,
+            validators,
+            final_url,
+            body,
+        } => Ok(Answer::Whole(Whole {
+            length,
+            validators,
+            final_url,
+            body,
+        })),
+        // A source asked for everything answers with everything or an error.
+        _ => Err(Error::new(
+            ErrorCode::Internal,
+            "the source answered a request for the whole file with a part of it",
+        )),
     }
 }

@@ -1,10 +1,11 @@
 //! The ranged transfer: the file's missing bytes cut into pieces ([`Plan`]), worked by
 //! up to `connections` workers, each a loop of "take a lease, request it, stream it".
 //!
-//! Contract: a byte is written only where a 206 whose `Content-Range` starts where we
-//! asked and names the file's size puts it, and only after its lease granted it (so no
-//! two connections write the same byte); every response must carry the validators the
-//! file started with, else the file changed (`file_changed`, not transient). While the
+//! Contract: a byte is written only where a range answer that starts where we asked and
+//! names the file's size puts it (the [`Source`] checks the answer; for HTTP, a 206 and
+//! its `Content-Range`), and only after its lease granted it (so no two connections
+//! write the same byte); every answer must be of the version the file started with,
+//! else the file changed (`file_changed`, not transient). While the
 //! workers run, the journal, the writeback and the prefix hasher run beside them. The
 //! transfer ends with every byte on disk and the file finalized, or with an error.
 
@@ -12,19 +13,17 @@ use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use reqwest::StatusCode;
-use reqwest::header::{self, HeaderMap};
 use url::Url;
 
 use crate::body::{Batch, read_batch};
 use crate::error::{Error, ErrorCode, Result};
 use crate::finalize::{finalize, writeback};
-use crate::http::{self, Response, header_str};
 use crate::journal::Validators;
 use crate::plan::{Lease, MIN_SPLIT, Plan, piece_size};
-use crate::range::{ContentRange, parse_content_range, range_header};
 use crate::request::{Connection, FileCtx, connection};
 use crate::resume::journaler;
+use crate::retry::{FileBudget, RangeStep, Streak, after_range_failure};
+use crate::source::{AnyBody, AnySource, Source};
 use crate::state::{FileState, lock};
 use crate::storage::{self, PartFile};
 use crate::verify::prefix_hasher;
@@ -32,23 +31,23 @@ use crate::verify::prefix_hasher;
 /// Shared by the connections of one ranged file.
 struct RangeCtx<'a> {
     file: &'a FileCtx<'a>,
-    url: Url,
-    /// Headers for range requests: origin-bound credentials dropped if we were
-    /// redirected to another origin.
-    headers: HeaderMap,
+    /// The file's source at the URL the probe's bytes came from.
+    source: AnySource<'a>,
     total: u64,
     validators: Validators,
     part: PartFile,
     plan: Plan,
 }
 
-pub(crate) async fn transfer(
-    ctx: &FileCtx<'_>,
+#[allow(clippy::too_many_arguments)] // the probe's answer, taken apart
+pub(crate) async fn transfer<'a>(
+    ctx: &'a FileCtx<'a>,
+    source: &AnySource<'a>,
     total: u64,
     validators: Validators,
     final_url: Url,
     first: (u64, u64),
-    first_resp: Response,
+    first_resp: AnyBody,
     conn: Connection,
 ) -> Result<()> {
     let task = ctx.task;
@@ -97,25 +96,49 @@ pub(crate) async fn transfer(
         .connections
         .min(remaining.div_ceil(MIN_SPLIT) as usize)
         .max(1);
-    let mut headers = ctx.headers.clone();
-    http::strip_cross_origin(&mut headers, &task.spec.url, &final_url);
     let rctx = RangeCtx {
         file: ctx,
-        url: final_url,
-        headers,
+        source: source.at(&final_url),
         total,
         validators,
         part,
         plan,
     };
+    let budget = FileBudget::new(&ctx.cfg.retry);
     let mut pool = FuturesUnordered::new();
-    pool.push(worker(&rctx, Some((lease0, first_resp, first.1, conn))));
+    pool.push(worker(
+        &rctx,
+        &budget,
+        Some((lease0, first_resp, first.1, conn)),
+    ));
     for _ in 1..workers {
-        pool.push(worker(&rctx, None));
+        pool.push(worker(&rctx, &budget, None));
     }
     let all = async {
-        while let Some(r) = pool.next().await {
-            r?;
+        // Workers that found nothing left to do: their connections worked to the end.
+        let mut healthy = 0usize;
+        let mut handed_back: Option<Error> = None;
+        while let Some(end) = pool.next().await {
+            match end? {
+                WorkerEnd::Drained => healthy += 1,
+                WorkerEnd::HandedBack(e) => handed_back = Some(e),
+            }
+            // Running workers take handed-back bytes when their lease ends; once none
+            // runs, a connection that worked takes them, and with none left the file
+            // has no connection that works.
+            if pool.is_empty()
+                && !rctx.plan.is_drained()
+                && let Some(e) = handed_back.take()
+            {
+                if healthy == 0 {
+                    let mut e = e;
+                    e.transient = false;
+                    e.message = format!("{} (no other connection could take its bytes)", e.message);
+                    return Err(e);
+                }
+                healthy -= 1;
+                pool.push(worker(&rctx, &budget, None));
+            }
         }
         Ok::<(), Error>(())
     };
@@ -138,10 +161,22 @@ pub(crate) async fn transfer(
     finalize(ctx, Some(rctx.part), total).await
 }
 
-type FirstResponse = (Lease, Response, u64, Connection);
+type FirstResponse = (Lease, AnyBody, u64, Connection);
+
+/// How a worker stopped (other than with an error that ends the file).
+enum WorkerEnd {
+    /// Nothing left to take: the plan is drained or every piece is in good hands.
+    Drained,
+    /// Its range ran out of retries; the bytes went back to the plan (the error said why).
+    HandedBack(Error),
+}
 
 /// One connection's loop: take a lease, fetch it, repeat until the plan is drained.
-async fn worker(ctx: &RangeCtx<'_>, first: Option<FirstResponse>) -> Result<()> {
+async fn worker(
+    ctx: &RangeCtx<'_>,
+    budget: &FileBudget,
+    first: Option<FirstResponse>,
+) -> Result<WorkerEnd> {
     let mut first = first;
     let mut prev_end = None;
     loop {
@@ -149,57 +184,71 @@ async fn worker(ctx: &RangeCtx<'_>, first: Option<FirstResponse>) -> Result<()> 
             Some((lease, resp, end, conn)) => (lease, Some((resp, end, conn))),
             None => match ctx.plan.next_after(prev_end) {
                 Some(l) => (l, None),
-                None => return Ok(()),
+                None => return Ok(WorkerEnd::Drained),
             },
         };
-        fetch_lease(ctx, &lease, pre).await?;
+        if let Some(e) = fetch_lease(ctx, budget, &lease, pre).await? {
+            ctx.plan.release(&lease);
+            let f = ctx.file;
+            f.shared.task_msg(
+                f.task,
+                format!(
+                    "Bytes {}-{} handed back to the other connections: {}",
+                    lease.pos(),
+                    lease.end().saturating_sub(1).max(lease.pos()),
+                    e.message
+                ),
+            );
+            return Ok(WorkerEnd::HandedBack(e));
+        }
         prev_end = Some(lease.end());
     }
 }
 
+/// Fetches a lease to its end, retrying under the retry policy. `Some(error)`: the range
+/// ran out of retries and is to be handed back.
 async fn fetch_lease(
     ctx: &RangeCtx<'_>,
+    budget: &FileBudget,
     lease: &Lease,
-    pre: Option<(Response, u64, Connection)>,
-) -> Result<()> {
+    pre: Option<(AnyBody, u64, Connection)>,
+) -> Result<Option<Error>> {
     let f = ctx.file;
-    let policy = f.cfg.retry;
     let mut pre = pre;
-    let mut attempt = 0u32;
+    let mut streak = Streak::new(f.cfg.retry);
     while lease.remaining() > 0 {
         let before = lease.pos();
         let result = match pre.take() {
             Some((resp, end, conn)) => stream_range(ctx, lease, resp, end, conn).await,
             None => {
+                // A host that asked for a pause gets no request before its time.
+                f.shared.hosts.wait(ctx.source.url()).await;
                 let conn = connection(f.shared, &f.client).await?;
-                match request_range(ctx, lease, &conn).await {
+                let asked =
+                    ctx.source
+                        .range(&conn, lease.pos(), lease.end(), ctx.total, &ctx.validators);
+                match asked.await {
                     Ok((resp, end)) => stream_range(ctx, lease, resp, end, conn).await,
                     Err(e) => Err(e),
                 }
             }
         };
-        match result {
-            Ok(()) => {}
-            Err(e) if e.transient => {
-                if lease.pos() > before {
-                    attempt = 0; // progress: this is a new failure, not a repeat
-                }
-                if attempt >= policy.max_retries {
-                    let mut e = e;
-                    e.transient = false;
-                    if e.code == ErrorCode::RangeUnsupported {
-                        e.message = format!("{} (after {attempt} retries)", e.message);
-                    }
-                    return Err(e);
-                }
-                let wait = policy.delay_random(attempt, e.retry_after);
-                attempt += 1;
+        let Err(e) = result else { continue };
+        if let Some(wait) = e.retry_after {
+            f.shared.hosts.hold(ctx.source.url(), wait);
+        }
+        if lease.pos() > before {
+            streak.progressed();
+        }
+        match after_range_failure(&e, &mut streak, budget) {
+            RangeStep::Retry(wait) => {
                 f.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
                 f.shared.task_msg(
                     f.task,
                     format!(
-                        "Retry {attempt}/{} of bytes {}-{} in {:.1} s: {}",
-                        policy.max_retries,
+                        "Retry {}/{} of bytes {}-{} in {:.1} s: {}",
+                        streak.retries(),
+                        streak.max_retries(),
                         lease.pos(),
                         lease.end().saturating_sub(1),
                         wait.as_secs_f64(),
@@ -208,103 +257,27 @@ async fn fetch_lease(
                 );
                 tokio::time::sleep(wait).await;
             }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Asks for the rest of a lease and checks the answer fits exactly.
-async fn request_range(
-    ctx: &RangeCtx<'_>,
-    lease: &Lease,
-    conn: &Connection,
-) -> Result<(Response, u64)> {
-    let (pos, end) = (lease.pos(), lease.end());
-    let f = ctx.file;
-    let fut = http::get(
-        &f.client,
-        &conn.slot,
-        &ctx.url,
-        &ctx.headers,
-        Some(range_header(pos, Some(end))),
-        ctx.validators.if_range(),
-    );
-    let resp = match tokio::time::timeout(f.cfg.read_timeout + f.cfg.connect_timeout, fut).await {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(Error::transient(
-                ErrorCode::Timeout,
-                "no response to a range request in time",
-            ));
-        }
-    };
-    let status = resp.status();
-    if status == StatusCode::PARTIAL_CONTENT {
-        let cr = header_str(resp.headers(), header::CONTENT_RANGE).and_then(parse_content_range);
-        return match cr {
-            Some(ContentRange::Bytes {
-                start,
-                end: got_end,
-                total: Some(t),
-            }) if t == ctx.total && start == pos => {
-                if !ctx.validators.same_version(&http::validators(&resp)) {
-                    return Err(Error::new(
-                        ErrorCode::FileChanged,
-                        "the file changed on the server during the download (validator mismatch)",
-                    ));
-                }
-                Ok((resp, got_end))
-            }
-            Some(ContentRange::Bytes { total: Some(t), .. }) if t != ctx.total => Err(Error::new(
-                ErrorCode::FileChanged,
-                format!(
-                    "the file changed on the server during the download (size {} became {t})",
-                    ctx.total
-                ),
-            )),
-            other => Err(Error::transient(
-                ErrorCode::RangeUnsupported,
-                format!(
-                    "asked for bytes {pos}-{}, the server answered {}",
-                    end - 1,
-                    match other {
-                        Some(ContentRange::Bytes { start, end, .. }) =>
-                            format!("bytes {start}-{}", end - 1),
-                        _ => "an unusable Content-Range".to_owned(),
+            RangeStep::HandBack => return Ok(Some(e)),
+            RangeStep::Fail => {
+                let mut e = e;
+                if e.transient {
+                    e.transient = false;
+                    if e.code == ErrorCode::RangeUnsupported {
+                        e.message = format!("{} (after {} retries)", e.message, streak.retries());
                     }
-                ),
-            )),
-        };
+                }
+                return Err(e);
+            }
+        }
     }
-    if status == StatusCode::OK {
-        let changed = !ctx.validators.same_version(&http::validators(&resp));
-        return Err(if changed {
-            Error::new(
-                ErrorCode::FileChanged,
-                "the file changed on the server during the download",
-            )
-        } else {
-            Error::new(
-                ErrorCode::RangeUnsupported,
-                "the server stopped honouring ranges",
-            )
-        });
-    }
-    if status == StatusCode::RANGE_NOT_SATISFIABLE {
-        return Err(Error::new(
-            ErrorCode::FileChanged,
-            "the server refused a range inside the file (file changed?)",
-        ));
-    }
-    Err(http::status_error(&resp))
+    Ok(None)
 }
 
 /// Streams a 206 body for `[lease.pos(), promised_end)` into the part file.
 async fn stream_range(
     ctx: &RangeCtx<'_>,
     lease: &Lease,
-    mut resp: Response,
+    mut resp: AnyBody,
     promised_end: u64,
     conn: Connection,
 ) -> Result<()> {

@@ -21,7 +21,7 @@ use crate::http::{Client, ClientConfig, ProxySetting, build_client};
 use crate::journal::Validators;
 use crate::range::RangeSet;
 use crate::ratelimit::RateLimiter;
-use crate::retry::RetryPolicy;
+use crate::retry::{HostHolds, RetryPolicy};
 use crate::task::TaskSpec;
 
 pub const DEFAULT_CONNECTIONS: usize = 64;
@@ -244,6 +244,8 @@ pub(crate) struct Shared {
     pub clock: Mutex<Clock>,
     /// Smoothed downloader speed (f64 bits).
     pub speed: AtomicU64,
+    /// Hosts that asked us to wait (`Retry-After`): no request goes to them before then.
+    pub hosts: HostHolds,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: every guarded
@@ -293,6 +295,7 @@ impl Shared {
             counters: Counters::default(),
             clock: Mutex::new(Clock::default()),
             speed: AtomicU64::new(0f64.to_bits()),
+            hosts: HostHolds::default(),
         }
     }
 

@@ -12,24 +12,38 @@ use std::sync::atomic::Ordering;
 use crate::body::{Batch, read_batch};
 use crate::error::{Error, ErrorCode, Result};
 use crate::finalize::finalize;
-use crate::http::{self, Response};
 use crate::request::{Connection, FileCtx};
 use crate::resume::reset_state;
+use crate::source::AnyBody;
 use crate::state::lock;
 use crate::storage::PartFile;
 
-/// A server that sends the whole body (no ranges, or a changed file): one stream from 0.
-pub(crate) async fn whole(ctx: &FileCtx<'_>, mut resp: Response, conn: Connection) -> Result<()> {
+/// A whole-body answer, as the probe got it.
+pub(crate) struct Whole {
+    pub length: Option<u64>,
+    pub validators: crate::journal::Validators,
+    pub final_url: url::Url,
+    pub body: AnyBody,
+}
+
+/// The body of a server that sends the whole file (no ranges, or a changed file): one
+/// stream from byte 0 (`announced`: its length, when the server gave it).
+pub(crate) async fn whole(ctx: &FileCtx<'_>, opened: Whole, conn: Connection) -> Result<()> {
     let _conn = conn;
     let task = ctx.task;
-    let announced = resp.content_length();
+    let Whole {
+        length: announced,
+        validators,
+        final_url,
+        body: mut resp,
+    } = opened;
     {
         reset_state(task);
         let mut st = lock(&task.file);
         if let Some(s) = st.as_mut() {
             s.total = announced;
-            s.validators = http::validators(&resp);
-            s.final_url = Some(resp.url().clone());
+            s.validators = validators;
+            s.final_url = Some(final_url);
         }
     }
     task.total.store(announced.unwrap_or(0), Ordering::Relaxed);

@@ -9,6 +9,7 @@ use url::Url;
 
 use crate::checksum::Checksum;
 use crate::error::{Error, Result};
+use crate::scheme;
 
 /// One file to download.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,18 +137,17 @@ fn string_key(obj: &Map<String, Value>, snake: &str, go: &str) -> Result<Option<
     }
 }
 
-/// Parses and checks a download URL: http or https with a host. Refusals never quote
+/// Parses and checks a download URL: a scheme of the registry (`scheme`) and a host. Refusals never quote
 /// the URL: it may carry a password or a token.
 pub fn parse_url(text: &str) -> Result<Url> {
     let url = Url::parse(text.trim())
         .map_err(|e| Error::invalid(format!("the URL does not parse: {e}")))?;
-    match url.scheme() {
-        "http" | "https" => {}
-        other => {
-            return Err(Error::invalid(format!(
-                "the URL has scheme {other:?}; only http and https are supported"
-            )));
-        }
+    if scheme::protocol(url.scheme()).is_none() {
+        return Err(Error::invalid(format!(
+            "the URL has scheme {:?}; only {} are supported",
+            url.scheme(),
+            scheme::names()
+        )));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(Error::invalid("the URL has no host"));
