@@ -30,7 +30,7 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 pub use credentials::{same_origin, strip_cross_origin};
-pub use lanes::{H2_STREAMS, Slot};
+pub use lanes::Slot;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::journal::Validators;
@@ -406,10 +406,6 @@ pub fn validators(resp: &Response) -> Validators {
     }
 }
 
-pub fn is_partial(resp: &Response) -> bool {
-    resp.status() == StatusCode::PARTIAL_CONTENT
-}
-
 /// The URL without user info, query or fragment: safe for events and logs.
 pub fn redact(url: &Url) -> String {
     let mut u = url.clone();
@@ -461,7 +457,7 @@ fn is_tls_error(s: &(dyn StdError + 'static)) -> bool {
 }
 
 /// Appends `": cause"` for each of `e`'s sources not already in `text`.
-pub(crate) fn append_causes(text: &mut String, e: &dyn StdError) {
+fn append_causes(text: &mut String, e: &dyn StdError) {
     let mut source = e.source();
     while let Some(s) = source {
         let part = s.to_string();
