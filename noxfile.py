@@ -44,10 +44,11 @@ def _put_pyenv_pythons_on_path() -> None:
         if not found:
             continue
         links.mkdir(parents=True, exist_ok=True)
-        link = links / name
-        if link.is_symlink():
-            link.unlink()
-        link.symlink_to(found[-1])
+        # Made aside and renamed into place: nox processes started together (.ci/run
+        # runs one per version) each redo this.
+        tmp = links / f".{name}.{os.getpid()}"
+        tmp.symlink_to(found[-1])
+        tmp.replace(links / name)
     if links.is_dir():
         os.environ["PATH"] = f"{links}{os.pathsep}{os.environ.get('PATH', '')}"
 
