@@ -65,8 +65,10 @@ pub fn publish(part: File, part_path: &Path, save_path: &Path, durable: bool) ->
 }
 
 /// Files up to this size share a file-system sync with the others finishing about now.
+#[cfg(target_os = "linux")]
 const GROUP_MAX_BYTES: u64 = 4 << 20;
 /// How long a group's leader waits for others to join before syncing.
+#[cfg(target_os = "linux")]
 const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(3);
 
 /// The file's bytes (and size) on stable storage: a shared `syncfs` for small files on
