@@ -391,7 +391,7 @@ pub unsafe extern "C" fn tthsd_last_error(buf: *mut c_char, len: usize) -> c_int
             }
             // SAFETY: `buf` is writable for `len` bytes and n + 1 <= len.
             unsafe {
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf as *mut u8, n);
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), n);
                 *buf.add(n) = 0;
             }
         }
@@ -509,7 +509,7 @@ pub unsafe extern "C" fn tthsd_queue_poll(
                 // SAFETY: `buf` is writable for `len` bytes, and the batch was cut to
                 // `limit - 1 <= len - 1` bytes.
                 unsafe {
-                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf as *mut u8, bytes.len());
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), bytes.len());
                     *buf.add(bytes.len()) = 0;
                 }
                 Ok(c_int::try_from(bytes.len()).unwrap_or(c_int::MAX))
