@@ -73,6 +73,7 @@ def api(session: nox.Session) -> None:
     # The installed copy of the core, not a developer's $TTHSD_LIBRARY.
     env = {"TTHSD_LIBRARY": ""}
     session.run(
-        "python", "-m", "pytest", "tests/api", "-q", "-p", "no:cacheprovider", *session.posargs,
+        "python", "-m", "pytest", "tests/api", "-q", "-p", "no:cacheprovider", "--durations=5",
+        *session.posargs,
         env=env,
     )  # fmt: skip
