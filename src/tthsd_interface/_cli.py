@@ -126,6 +126,22 @@ def _parser() -> argparse.ArgumentParser:
         f"download them (at {DEMO_RATE}/s unless --limit-rate is given) and verify them",
     )  # fmt: skip
     p.add_argument("--dll-path", metavar="PATH", help="the core library to use")
+    cluster = p.add_argument_group(
+        "on a Dask cluster (pip install 'tthsd_interface[dask]'; see docs/distributed.md)"
+    )
+    cluster.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="run the list on the Dask cluster of this scheduler (e.g. tcp://host:8786); "
+        "-d must be the same folder on every worker; -x is connections per worker",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--files-per-task", type=int, default=200, metavar="N",
+        help="files per Dask task, one core run each (default 200)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--host-connections", type=int, metavar="N",
+        help="the most connections to one host over the whole cluster (default: no cap)",
+    )  # fmt: skip
     return p
 
 
@@ -349,6 +365,31 @@ def _run(request: DownloadRequest, args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
+def _on_cluster(args: argparse.Namespace) -> int:
+    """``--scheduler``: the list on a Dask cluster (Dask is imported only here)."""
+    if args.output is not None:
+        raise _UsageError("-o/--output names one file: use -d with --scheduler")
+    if not args.urls and not args.input_file:
+        raise _UsageError("no URL given (pass URLs or -i FILE)")
+    # The local run's checks and defaults, for the options shared with it (the
+    # checksums, one per URL of a list not read yet, go to the cluster run as they are).
+    shared = argparse.Namespace(**{**vars(args), "checksum": []})
+    probe = _request(shared, [("http://localhost/", "x")])
+    timeouts = probe.timeouts_ms
+    options = {
+        "chunk_size_mb": probe.chunk_size_mb, "headers": probe.headers,
+        "user_agent": probe.user_agent, "proxy": probe.proxy, "speed_limit": probe.speed_limit,
+        "retries": probe.retries, "durable": probe.durable,
+        "timeouts": None if timeouts is None else (timeouts[0] / 1000, timeouts[1] / 1000),
+    }  # fmt: skip
+    try:
+        from ._clustercli import run_on_cluster
+
+        return run_on_cluster(args, options)
+    except ImportError as exc:
+        raise _UsageError(str(exc)) from None
+
+
 def _version(args: argparse.Namespace) -> int:
     print(f"tthsd {__version__} (tthsd_interface, Python {sys.version.split()[0]})")
     try:
@@ -427,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.demo:
             return _demo(args)
+        if args.scheduler:
+            return _on_cluster(args)
         return _run(_request(args, _jobs(args)), args)
     except _UsageError as exc:
         parser.error(str(exc))
