@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from typing import IO, Any, Union
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["Manifest", "Row", "host_of", "mirror_path", "read_manifest", "shards"]
+__all__ = [
+    "Manifest",
+    "Row",
+    "host_of",
+    "mirror_path",
+    "read_lines",
+    "read_manifest",
+    "shards",
+]
 
 Manifest = Union[str, "os.PathLike[str]", Iterable[Any]]
 """A file name, or an iterable of rows (see :func:`read_manifest`)."""
@@ -73,7 +81,8 @@ def _row(index: int, item: Any) -> Row:
     return Row(index, text, _text(path), _text(checksum))
 
 
-def _lines(stream: IO[str]) -> Iterator[tuple[str, str | None, str | None]]:
+def read_lines(stream: IO[str]) -> Iterator[tuple[str, str | None, str | None]]:
+    """``(url, path, checksum)`` of each line of a text manifest (the module's format)."""
     for raw in stream:
         line = raw.rstrip("\r\n")
         stripped = line.strip()
@@ -126,7 +135,7 @@ def _file_items(name: str) -> Iterator[Any]:
         if name.lower().endswith(".csv"):
             yield from _csv_rows(stream)
         else:
-            yield from _lines(stream)
+            yield from read_lines(stream)
 
 
 def host_of(url: str) -> str:
