@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON=${PYTHON:-$(command -v python || command -v python3)}
 MANIFEST=native/Cargo.toml
-PY_PATHS=(src tests/api tests/packaging examples setup.py noxfile.py)
+PY_PATHS=(src tests/api tests/packaging tests/distributed examples setup.py noxfile.py)
 
 step() { printf '\n== %s\n' "$*"; }
 

@@ -17,14 +17,19 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from typing import IO, Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO, Any, Protocol, Union
 
 from ._units import format_bytes, format_rate
 
-__all__ = ["JobProgress", "count_rows"]
+__all__ = ["JobProgress", "ProgressArg", "count_rows"]
 
 _PLAIN_EVERY = 5.0  # seconds between two plain lines (standard error is not a terminal)
+
+ProgressArg = Union[bool, Callable[[int, int, int], object], None]
+"""``progress=`` of a distributed job: True for a bar on standard error, or a callable
+receiving ``(files ended, bytes, files failed)`` at each change (on Dask's event thread
+while shards run, on the caller's when a shard's rows arrive)."""
 
 
 class _RowLike(Protocol):
@@ -36,9 +41,9 @@ class _RowLike(Protocol):
 
 class JobProgress:
     """Counts of a job and their display: rich bar on a terminal, a plain line every 5 s
-    otherwise, nothing with ``show=False`` (the counts are still kept)."""
+    otherwise, a callable's call, or nothing (the counts are still kept)."""
 
-    def __init__(self, total: int | None, show: bool, stream: IO[str] | None = None) -> None:
+    def __init__(self, total: int | None, show: ProgressArg, stream: IO[str] | None = None) -> None:
         self.total = total
         self._lock = threading.Lock()
         self._live: dict[int, tuple[int, int]] = {}
@@ -49,8 +54,9 @@ class JobProgress:
         self._last_line = 0.0
         self._bar: Any = None
         self._task: Any = None
-        self._show = show
-        if show and self._stream.isatty():
+        self._call = show if callable(show) else None
+        self._show = show is True
+        if self._show and self._stream.isatty():
             self._bar, self._task = _rich_bar(self._stream, total)
 
     def counts(self) -> tuple[int, int, int]:
@@ -83,6 +89,8 @@ class JobProgress:
         self._draw()
 
     def _draw(self, final: bool = False) -> None:
+        if self._call is not None:
+            self._call(*self.counts())
         if not self._show:
             return
         files, size, failed = self.counts()

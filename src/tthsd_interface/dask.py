@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'tthsd_interface[dask]'"
     ) from exc
 
-from ._jobprogress import JobProgress, count_rows
+from ._jobprogress import JobProgress, ProgressArg, count_rows
 from ._manifest import Manifest, Row, read_manifest, shards
 from ._request import _pathlib_text
 from ._shard import ResultRow, ShardSpec, failed, run_shard, target_path
@@ -73,7 +73,7 @@ def iter_download(
     checksums: Iterable[str | None] | None = None,
     host_connections: int | None = None,
     skip_existing: bool = True,
-    progress: bool = False,
+    progress: ProgressArg = False,
     max_pending: int | None = None,
     chunk_size_mb: int = 10,
     headers: Mapping[str, str] | None = None,
@@ -99,9 +99,9 @@ def iter_download(
     }  # fmt: skip
     library = None if dll_path is None else os.fspath(dll_path)
     total = None
-    if progress and isinstance(manifest, (str, os.PathLike)):
+    if progress is True and isinstance(manifest, (str, os.PathLike)):
         total = count_rows(read_manifest(manifest))
-    elif progress and hasattr(manifest, "__len__"):
+    elif progress is True and hasattr(manifest, "__len__"):
         total = len(manifest)  # type: ignore[arg-type]
     rows = read_manifest(manifest, checksums)
     batches = enumerate(shards(rows, files_per_task))
@@ -123,7 +123,8 @@ def iter_download(
         spec = ShardSpec(
             job=job, number=number, rows=tuple(batch), dest=folder,
             connections_per_worker=connections_per_worker, host_connections=host_connections,
-            skip_existing=skip_existing, progress=progress, options=options, dll_path=library,
+            skip_existing=skip_existing, progress=bool(progress), options=options,
+            dll_path=library,
         )  # fmt: skip
         key = f"tthsd-{job}-{number}"
         future = dask_client.submit(run_shard, spec, key=key, pure=False)
@@ -172,7 +173,7 @@ def download(
     checksums: Iterable[str | None] | None = None,
     host_connections: int | None = None,
     skip_existing: bool = True,
-    progress: bool = True,
+    progress: ProgressArg = True,
     frame: bool | None = None,
     max_pending: int | None = None,
     **options: Any,
@@ -193,7 +194,8 @@ def download(
     (a row's own checksum wins).  ``host_connections``: the most connections open to one
     host over the whole cluster.  ``skip_existing``: a file already at its path is done
     (checked against the checksum when the row has one).  ``progress``: one bar on
-    standard error for the whole job, fed by the workers.  ``frame``: a pandas DataFrame
+    standard error for the whole job, fed by the workers while they run (or a callable
+    receiving ``(files ended, bytes, files failed)``).  ``frame``: a pandas DataFrame
     (default when pandas imports) or a list of :class:`ResultRow` (``False``).
     ``options``: ``chunk_size_mb``, ``headers``, ``user_agent``, ``proxy``,
     ``speed_limit`` (per shard), ``retries``, ``timeouts``, ``durable``, ``dll_path``.

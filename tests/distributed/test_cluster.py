@@ -11,9 +11,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from distributed import Client
-from tests.support.server import LoopbackServer
+from tests.support.server import Hook, LoopbackServer, RequestRecord, Response
 from tthsd_interface.dask import ResultRow, download, iter_download
 
 from .conftest import CountingServer, add_files, assert_all_exact, start_cluster
@@ -114,8 +115,8 @@ def _max_connections(client: Client, tmp: Path, cap: int | None) -> list[int]:
             srv.stop()
 
 
-def _delay(seconds: float):  # type: ignore[no-untyped-def]
-    def hook(req, resp):  # type: ignore[no-untyped-def]
+def _delay(seconds: float) -> Hook:
+    def hook(req: RequestRecord, resp: Response) -> Response:
         resp.delay = seconds
         return resp
 
@@ -140,7 +141,7 @@ def test_the_per_host_cap_holds_across_workers(tmp_path: Path) -> None:
 def test_a_second_run_fetches_nothing(client: Client, tmp_path: Path) -> None:
     with LoopbackServer() as srv:
         files = add_files(srv, 300)
-        first = download(list(files), tmp_path, client, files_per_task=100, progress=False)
+        first: Any = download(list(files), tmp_path, client, files_per_task=100, progress=False)
         assert first["ok"].all()
         before = len(srv.requests())
         again = download(list(files), tmp_path, client, files_per_task=100, progress=False)
@@ -156,7 +157,7 @@ def test_failures_are_rows_with_codes(client: Client, tmp_path: Path) -> None:
             *files, srv.url("/gone"), "ftp://127.0.0.1/nope",
             (srv.url("/f1.bin"), "wrong.bin", "sha256:" + "0" * 64),
         ]  # fmt: skip
-        table = download(manifest, tmp_path, client, files_per_task=8, progress=False)
+        table: Any = download(manifest, tmp_path, client, files_per_task=8, progress=False)
     assert len(table) == len(manifest)
     bad = table[~table["ok"]].set_index("url")
     assert set(bad.index) == {srv.url("/gone"), "ftp://127.0.0.1/nope", srv.url("/f1.bin")}
@@ -172,8 +173,9 @@ def test_the_command_line_runs_a_list_on_a_cluster(client: Client, tmp_path: Pat
         files = add_files(srv, 50)
         listing = tmp_path / "urls.txt"
         listing.write_text("".join(f"{u}\tf/{i}.bin\n" for i, u in enumerate(files)))
+        address = client.scheduler_info()["address"]
         out = subprocess.run(
-            [sys.executable, "-m", "tthsd_interface", "--scheduler", client.scheduler.address,
+            [sys.executable, "-m", "tthsd_interface", "--scheduler", address,
              "-d", str(tmp_path / "d"), "-i", str(listing), "-q"],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
@@ -189,3 +191,18 @@ def test_importing_the_package_does_not_import_dask() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_progress_arrives_while_shards_run(client: Client, tmp_path: Path) -> None:
+    """One shard of 40 slow files: counts between 0 and 40 can only come from the
+    worker's events (the shard's rows bring all 40 at once)."""
+    seen: list[tuple[int, int, int]] = []
+    with LoopbackServer() as srv:
+        files = add_files(srv, 40, low=8000, high=8000, throttle=32_000)
+        table = download(
+            list(files), tmp_path, client, files_per_task=40, connections_per_worker=8,
+            progress=lambda *counts: seen.append(counts),
+        )  # fmt: skip
+    assert_all_exact(table, files)
+    assert any(0 < files_ < 40 and size > 0 for files_, size, _ in seen), seen
+    assert seen[-1] == (40, 40 * 8000, 0)
