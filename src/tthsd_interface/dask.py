@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 try:
     from distributed import Client, KilledWorker, as_completed, get_client
@@ -45,8 +45,6 @@ __all__ = ["COLUMNS", "ResultRow", "Row", "download", "iter_download", "read_man
 
 COLUMNS = ("index", "url", "path", "ok", "bytes", "seconds", "code", "message")
 """The columns of the table :func:`download` returns (the fields of :class:`ResultRow`)."""
-
-Table = Union["pandas.DataFrame", list[ResultRow]]
 
 
 def _client(client: Client | None) -> tuple[Client, Any]:
@@ -163,6 +161,60 @@ def _all_failed(spec: ShardSpec, code: str, message: str) -> list[ResultRow]:
     return [failed(r, _pathlib_text(target_path(spec.dest, r)), code, message) for r in spec.rows]
 
 
+@overload
+def download(
+    manifest: Manifest,
+    dest: str | os.PathLike[str],
+    client: Client | None = None,
+    *,
+    files_per_task: int = ...,
+    connections_per_worker: int = ...,
+    checksums: Iterable[str | None] | None = ...,
+    host_connections: int | None = ...,
+    skip_existing: bool = ...,
+    progress: ProgressArg = ...,
+    frame: Literal[False],
+    max_pending: int | None = ...,
+    **options: Any,
+) -> list[ResultRow]: ...
+
+
+@overload
+def download(
+    manifest: Manifest,
+    dest: str | os.PathLike[str],
+    client: Client | None = None,
+    *,
+    files_per_task: int = ...,
+    connections_per_worker: int = ...,
+    checksums: Iterable[str | None] | None = ...,
+    host_connections: int | None = ...,
+    skip_existing: bool = ...,
+    progress: ProgressArg = ...,
+    frame: Literal[True],
+    max_pending: int | None = ...,
+    **options: Any,
+) -> pandas.DataFrame: ...
+
+
+@overload
+def download(
+    manifest: Manifest,
+    dest: str | os.PathLike[str],
+    client: Client | None = None,
+    *,
+    files_per_task: int = ...,
+    connections_per_worker: int = ...,
+    checksums: Iterable[str | None] | None = ...,
+    host_connections: int | None = ...,
+    skip_existing: bool = ...,
+    progress: ProgressArg = ...,
+    frame: None = ...,
+    max_pending: int | None = ...,
+    **options: Any,
+) -> Any: ...
+
+
 def download(
     manifest: Manifest,
     dest: str | os.PathLike[str],
@@ -177,7 +229,7 @@ def download(
     frame: bool | None = None,
     max_pending: int | None = None,
     **options: Any,
-) -> Table:
+) -> Any:
     """Download every file of ``manifest`` into ``dest`` on the workers of ``client``.
 
     ``manifest``: a file (one URL per line, optionally with a tab-separated path and
