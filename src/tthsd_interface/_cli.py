@@ -387,7 +387,9 @@ def _on_cluster(args: argparse.Namespace) -> int:
 
         return run_on_cluster(args, options)
     except ImportError as exc:
-        raise _UsageError(str(exc)) from None
+        raise _UsageError(
+            f"--scheduler needs Dask: pip install 'tthsd_interface[dask]' ({exc})"
+        ) from None
 
 
 def _version(args: argparse.Namespace) -> int:
