@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Union
@@ -50,6 +51,11 @@ class Row:
     url: str
     path: str | None = None
     checksum: str | None = None
+
+    def __reduce__(self) -> tuple[type[Row], tuple[int, str, str | None, str | None]]:
+        # As a tuple of fields: a shard of rows pickles ~2x faster and smaller than by
+        # the instances' dicts (shards go to the workers by pickle).
+        return Row, (self.index, self.url, self.path, self.checksum)
 
 
 def _text(value: Any) -> str | None:
@@ -138,12 +144,18 @@ def _file_items(name: str) -> Iterator[Any]:
             yield from read_lines(stream)
 
 
+_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)")
+
+
 def host_of(url: str) -> str:
-    """``host[:port]`` of ``url``, lower-cased: the unit of the per-host connection cap."""
-    try:
-        return urlsplit(url).netloc.rpartition("@")[2].lower()
-    except ValueError:
-        return ""
+    """``host[:port]`` of ``url``, lower-cased (user info dropped): the unit of the
+    per-host connection cap and of the grouping into shards.
+
+    A regular expression rather than ``urlsplit``: this runs once per manifest row on
+    the client, and ``urlsplit`` was a quarter of the client's time there.
+    """
+    match = _AUTHORITY.match(url)
+    return match.group(1).rpartition("@")[2].lower() if match else ""
 
 
 def _segment(text: str) -> str:
@@ -188,16 +200,16 @@ def shards(rows: Iterable[Row], files_per_task: int) -> Iterator[list[Row]]:
     waiting: dict[str, list[Row]] = {}
     buffered = 0
     for row in rows:
-        bucket = waiting.setdefault(host_of(row.url), [])
+        host = host_of(row.url)
+        bucket = waiting.setdefault(host, [])
         bucket.append(row)
         buffered += 1
         if len(bucket) >= files_per_task:
             buffered -= len(bucket)
-            del waiting[host_of(row.url)]
+            del waiting[host]
             yield bucket
         elif buffered > _BUFFERED_SHARDS * files_per_task:
-            host = max(waiting, key=lambda h: len(waiting[h]))
-            fullest = waiting.pop(host)
+            fullest = waiting.pop(max(waiting, key=lambda h: len(waiting[h])))
             buffered -= len(fullest)
             yield fullest
     for bucket in waiting.values():

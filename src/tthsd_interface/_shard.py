@@ -55,6 +55,13 @@ class ResultRow:
     message: str | None = None
     """None when ``ok``; else the sentence that says why."""
 
+    def __reduce__(self) -> tuple[type[ResultRow], tuple[Any, ...]]:
+        # As a tuple of fields, as Row does: rows come back from the workers by pickle.
+        return ResultRow, (
+            self.index, self.url, self.path, self.ok, self.bytes, self.seconds, self.code,
+            self.message,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class ShardSpec:
