@@ -126,9 +126,8 @@ def _parser() -> argparse.ArgumentParser:
         f"download them (at {DEMO_RATE}/s unless --limit-rate is given) and verify them",
     )  # fmt: skip
     p.add_argument("--dll-path", metavar="PATH", help="the core library to use")
-    cluster = p.add_argument_group(
-        "on a Dask cluster (pip install 'tthsd_interface[dask]'; see docs/distributed.md)"
-    )
+    # (a short title: argparse does not wrap it; docs/distributed.md says the rest)
+    cluster = p.add_argument_group("on a Dask cluster (the [dask] extra)")
     cluster.add_argument(
         "--scheduler", metavar="ADDRESS",
         help="run the list on the Dask cluster of this scheduler (e.g. tcp://host:8786); "
