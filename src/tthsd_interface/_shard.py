@@ -13,6 +13,7 @@ semaphores; the module itself imports without it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -139,8 +140,16 @@ def host_leases(spec: ShardSpec, hosts: Sequence[str], connections: int) -> Iter
         for host in sorted(set(hosts)):
             sem = Semaphore(max_leases=leases, name=f"tthsd-{spec.job}-host-{host}")
             sem.acquire()
-            stack.callback(sem.release)
+            stack.callback(_release, sem)
         yield
+
+
+def _release(sem: Any) -> None:
+    """Give a lease back; one the scheduler already took back (it timed out) is no
+    reason to lose the shard's rows."""
+    # distributed raises RuntimeError, or others from the scheduler's side, here
+    with contextlib.suppress(Exception):
+        sem.release()
 
 
 class _Progress:
