@@ -4,6 +4,7 @@ workers, idempotent re-runs, failures kept as rows, ``tthsd --scheduler``."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -12,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from distributed import Client
 from tests.support.server import Hook, LoopbackServer, RequestRecord, Response
@@ -138,15 +141,27 @@ def test_the_per_host_cap_holds_across_workers(tmp_path: Path) -> None:
     assert max(capped) <= 8, capped
 
 
-def test_a_second_run_fetches_nothing(client: Client, tmp_path: Path) -> None:
+@pytest.mark.parametrize("with_checksums", [False, True])
+def test_a_second_run_fetches_nothing(client: Client, tmp_path: Path, with_checksums: bool) -> None:
+    """Complete files are skipped: without a checksum by skip_existing, with one by the
+    core, which hashes the file and completes it without a request."""
     with LoopbackServer() as srv:
         files = add_files(srv, 300)
-        first: Any = download(list(files), tmp_path, client, files_per_task=100, progress=False)
+        sums = [f"sha256:{hashlib.sha256(b).hexdigest()}" for b in files.values()]
+        checksums = sums if with_checksums else None
+        first: Any = download(
+            list(files), tmp_path, client, files_per_task=100, progress=False,
+            checksums=checksums,
+        )  # fmt: skip
         assert first["ok"].all()
         before = len(srv.requests())
-        again = download(list(files), tmp_path, client, files_per_task=100, progress=False)
+        again = download(
+            list(files), tmp_path, client, files_per_task=100, progress=False,
+            checksums=checksums,
+        )  # fmt: skip
         assert len(srv.requests()) == before
     assert_all_exact(again, files)
+    assert (again["seconds"] < 1.0).all()
 
 
 def test_failures_are_rows_with_codes(client: Client, tmp_path: Path) -> None:
