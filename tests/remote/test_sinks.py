@@ -427,7 +427,10 @@ def test_stop_with_a_listener_that_takes_no_data_is_prompt_and_still_ends_with_e
 ) -> None:
     # Regression: stop_download blocked 5 s on the writer, then closed the event thread
     # before the writer had handed `end` on: the stopped run had no `end`.
-    run, _ = _stuck_listener_run(remote, listeners, http_server, tmp_path, throttle=2 * MiB)
+    # 128 KiB/s a response: the 30 files take several seconds even split over 64
+    # connections, so the run is still going when stopped (a finished run sends no
+    # "Download stopped").
+    run, _ = _stuck_listener_run(remote, listeners, http_server, tmp_path, throttle=128 * 1024)
     run.events.wait_type("update", 10)
     time.sleep(1.0)  # megabytes queued for a listener that reads nothing
     t0 = time.monotonic()
@@ -437,6 +440,8 @@ def test_stop_with_a_listener_that_takes_no_data_is_prompt_and_still_ends_with_e
     types = run.events.types()
     # "Download stopped", maybe the notice that the listener was given up on, then `end`
     assert types[-1] == "end" and types.count("end") == 1, types[-5:]
+    done = sum(1 for e in run.events.of("endOne") if e.msg.get("Success"))
+    assert done < 30, "the run finished before it was stopped: the test proves nothing"
     assert "Download stopped" in run.events.texts(), run.events.texts()
     assert took <= 2.0, f"stop_download took {took:.1f} s"
 

@@ -14,7 +14,7 @@ use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventKind, EventSink};
 use crate::http::ProxySetting;
 use crate::retry::RetryPolicy;
@@ -280,7 +280,7 @@ fn spawn_run(rt: &tokio::runtime::Runtime, shared: &Arc<Shared>, mode: Mode) -> 
             Err(_) => {
                 s.emit(Event::global(EventKind::Err {
                     error: "internal error in the download engine".into(),
-                    code: "internal",
+                    code: ErrorCode::Internal.as_str(),
                 }));
                 Some(false)
             }

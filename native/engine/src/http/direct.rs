@@ -67,14 +67,8 @@ impl Factory {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(cfg.connect_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
         Ok(Factory {
-            connector: Warm::new(connector),
+            connector: Warm::new(http, tls),
         })
     }
 

@@ -11,6 +11,12 @@
 //! [`Warm`] wraps the client's connector: when a pool needs a new connection to an origin
 //! for which a warm one is waiting, it gets that one; otherwise it connects as usual. A
 //! warm connection unused for [`WARM_FOR`] is closed (servers drop idle ones soon after).
+//!
+//! Warm connections to an origin start only once a request's own TCP connection to it is
+//! up: a server that serves one connection at a time (a test server, a tiny embedded one)
+//! accepts in arrival order, and must see the first request's connection before a dozen
+//! that send nothing. On a wide-area link that costs nothing: the warm TCP and TLS
+//! handshakes still end by the time the first answer is back.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,24 +30,81 @@ use hyper_rustls::MaybeHttpsStream;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
 use tower_service::Service;
 
-type Inner = hyper_rustls::HttpsConnector<HttpConnector>;
+type Inner = hyper_rustls::HttpsConnector<Tcp>;
 type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How long a warm connection waits for a pool that needs it.
 const WARM_FOR: Duration = Duration::from_secs(20);
 
+/// How long warm connections asked for wait for the first TCP connection to the origin.
+const DEFER_FOR: Duration = Duration::from_secs(30);
+
 /// scheme, host, port
 type Origin = (String, String, u16);
-/// The warm connections of each origin, with when each was opened.
-type Waiting = HashMap<Origin, Vec<(Instant, Stream)>>;
+/// What the connector knows of each origin.
+struct Known {
+    /// Warm connections, oldest first, with when each was asked for; each may still be
+    /// handshaking (a pool that takes one waits for it rather than opening another).
+    waiting: Vec<(Instant, oneshot::Receiver<Stream>)>,
+    /// Whether a TCP connection to the origin has been made.
+    tcp_up: watch::Sender<bool>,
+    /// Warm connections asked for before that (opened when it is).
+    deferred: Option<usize>,
+}
+
+impl Default for Known {
+    fn default() -> Known {
+        Known {
+            waiting: Vec::new(),
+            tcp_up: watch::Sender::new(false),
+            deferred: None,
+        }
+    }
+}
+
+type Origins = HashMap<Origin, Known>;
 
 #[derive(Clone)]
 pub struct Warm {
     inner: Inner,
-    waiting: Arc<Mutex<Waiting>>,
+    origins: Arc<Mutex<Origins>>,
+}
+
+/// The TCP connector under TLS: marks an origin's TCP as up when a connection is made.
+#[derive(Clone)]
+pub struct Tcp {
+    inner: HttpConnector,
+    origins: Arc<Mutex<Origins>>,
+}
+
+impl Service<Uri> for Tcp {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri.clone());
+        let origins = self.origins.clone();
+        Box::pin(async move {
+            let stream = connecting.await?;
+            if let Some(key) = origin(&uri) {
+                lock(&origins)
+                    .entry(key)
+                    .or_default()
+                    .tcp_up
+                    .send_replace(true);
+            }
+            Ok(stream)
+        })
+    }
 }
 
 fn origin(uri: &Uri) -> Option<Origin> {
@@ -54,46 +117,80 @@ fn origin(uri: &Uri) -> Option<Origin> {
 }
 
 impl Warm {
-    pub fn new(inner: Inner) -> Warm {
-        Warm {
-            inner,
-            waiting: Arc::new(Mutex::new(HashMap::new())),
-        }
+    /// `http` connects TCP; `tls` is used for `https` origins.
+    pub fn new(http: HttpConnector, tls: rustls::ClientConfig) -> Warm {
+        let origins = Arc::new(Mutex::new(HashMap::new()));
+        let tcp = Tcp {
+            inner: http,
+            origins: origins.clone(),
+        };
+        let inner = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        Warm { inner, origins }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Waiting> {
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Origins> {
+        lock(&self.origins)
     }
 
     /// Opens `n` connections to `uri`'s origin in the background (minus those already
-    /// waiting). Failures are ignored: the pools will connect by themselves.
+    /// waiting), now if a TCP connection to it is up, else as soon as one is.
+    /// Failures are ignored: the pools will connect by themselves.
     pub fn open(&self, uri: &Uri, n: usize) {
         let Some(key) = origin(uri) else { return };
-        let have = self.lock().get(&key).map_or(0, Vec::len);
-        for _ in have..n {
+        let mut map = self.lock();
+        let known = map.entry(key).or_default();
+        if !*known.tcp_up.borrow() {
+            if known.deferred.replace(n).is_none() {
+                let mut up = known.tcp_up.subscribe();
+                let (me, uri) = (self.clone(), uri.clone());
+                tokio::spawn(async move {
+                    let waited = tokio::time::timeout(DEFER_FOR, up.wait_for(|u| *u)).await;
+                    if matches!(waited, Ok(Ok(_))) {
+                        me.open_deferred(&uri);
+                    }
+                });
+            }
+            return;
+        }
+        known.waiting.retain(|(at, _)| at.elapsed() < WARM_FOR);
+        for _ in known.waiting.len()..n {
+            let (tx, rx) = oneshot::channel();
+            known.waiting.push((Instant::now(), rx));
             let mut inner = self.inner.clone();
-            let (uri, key, waiting) = (uri.clone(), key.clone(), self.waiting.clone());
+            let uri = uri.clone();
             tokio::spawn(async move {
                 if let Ok(stream) = inner.call(uri).await {
-                    let mut map = waiting.lock().unwrap_or_else(|e| e.into_inner());
-                    map.entry(key).or_default().push((Instant::now(), stream));
+                    // No taker any more (expired, or the client is gone): it closes.
+                    let _ = tx.send(stream);
                 }
             });
         }
     }
 
-    /// A warm connection to `uri`'s origin, if one is waiting and fresh.
-    fn take(&self, uri: &Uri) -> Option<Stream> {
-        let key = origin(uri)?;
-        let mut map = self.lock();
-        let list = map.get_mut(&key)?;
-        list.retain(|(at, _)| at.elapsed() < WARM_FOR);
-        let stream = list.pop().map(|(_, s)| s);
-        if list.is_empty() {
-            map.remove(&key);
+    fn open_deferred(&self, uri: &Uri) {
+        let n = origin(uri).and_then(|k| self.lock().get_mut(&k)?.deferred.take());
+        if let Some(n) = n {
+            self.open(uri, n);
         }
-        stream
     }
+
+    /// The oldest fresh warm connection to `key`, if one is waiting or on its way (oldest:
+    /// the one a server that accepts in order has been reading from longest).
+    fn take(&self, key: &Origin) -> Option<oneshot::Receiver<Stream>> {
+        let mut map = self.lock();
+        let list = &mut map.get_mut(key)?.waiting;
+        list.retain(|(at, _)| at.elapsed() < WARM_FOR);
+        (!list.is_empty()).then(|| list.remove(0).1)
+    }
+}
+
+fn lock(origins: &Mutex<Origins>) -> MutexGuard<'_, Origins> {
+    origins.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Service<Uri> for Warm {
@@ -106,9 +203,17 @@ impl Service<Uri> for Warm {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        if let Some(stream) = self.take(&uri) {
-            return Box::pin(async move { Ok(stream) });
-        }
-        Box::pin(self.inner.call(uri))
+        let key = origin(&uri);
+        let warm = key.as_ref().and_then(|k| self.take(k));
+        let me = self.clone();
+        Box::pin(async move {
+            if let Some(rx) = warm
+                && let Ok(stream) = rx.await
+            {
+                return Ok(stream);
+            }
+            // None waiting, or its handshake failed: connect as usual.
+            me.inner.clone().call(uri).await
+        })
     }
 }
