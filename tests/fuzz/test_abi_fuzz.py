@@ -77,3 +77,14 @@ def test_random_calls_from_several_threads_never_crash_hang_or_leak(
                  "set_retry_config", "tthsd_set_timeouts", "get_performance_stats",
                  "free_string", "tthsd_last_error"):
         assert name in called, f"{name} was never called: {sorted(called)}"
+
+
+def test_an_absurd_thread_count_does_not_abort_the_host() -> None:
+    # Found by the fuzz: thread_count INT_MAX aborted the process on a 64 GiB allocation.
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.fuzz.repro_int_max_threads"], timeout=120, check=False
+    )
+    assert done.returncode == 0

@@ -42,8 +42,16 @@ pub unsafe fn optional_bool(p: *const bool) -> Option<bool> {
     }
 }
 
+/// The most connections one downloader opens: more help no network, and each costs a
+/// lane up front (the ABI fuzz found `INT_MAX` aborting the host on a 64 GiB allocation).
+const MAX_THREADS: usize = 1024;
+
 pub fn thread_count(n: c_int) -> usize {
-    if n <= 0 { 64 } else { n as usize }
+    if n <= 0 {
+        64
+    } else {
+        (n as usize).min(MAX_THREADS)
+    }
 }
 
 pub fn chunk_size_bytes(mb: c_int) -> u64 {
