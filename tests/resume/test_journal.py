@@ -221,11 +221,14 @@ def test_unchanged_file_resumes_with_if_range_and_fetches_only_the_gaps(
     assert all(r.headers.get("If-Range") == ETAG for r in reqs), "strong ETag, every request"
     sent = journal.union((r.served[0], r.served[0] + r.bytes_sent) for r in reqs if r.served)
     assert journal.intersect(sent, have) == [], "a byte the journal vouched for was refetched"
-    # Only the gaps, each once; on a loaded machine a connection the scheduler starved may
-    # lose its range to another (straggler take-over), and the bytes it had in flight are
-    # fetched again: bounded by one read batch per connection, far below a gap.
+    # Only the gaps, each once. A connection is judged a crawl only after 240 ms (plan.rs,
+    # CRAWL_EVIDENCE): before that, one starved of CPU for a moment on a loaded machine
+    # lost its whole piece to a take-over while the piece sat in its socket (0.75 MiB
+    # twice, 2 runs in 12 under 6 busy loops; 0 in 20 since). The margin is for a box
+    # starved longer than that.
     gaps = SIZE - journal.size(have)
-    assert gaps <= fetched(http_server, "/f.bin") <= gaps + MiB // 2
+    served = [(r.range_header, r.bytes_sent) for r in reqs]
+    assert gaps <= fetched(http_server, "/f.bin") <= gaps + MiB // 2, served
 
 
 # -- what a stop leaves on disk, and resuming it in the same and another downloader -------

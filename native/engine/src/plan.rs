@@ -132,6 +132,17 @@ impl Lease {
     }
 }
 
+/// What a connection that asks for work gets.
+#[derive(Debug)]
+pub enum Next {
+    /// A piece to fetch.
+    Lease(Lease),
+    /// Nothing now; ask again after this long, or when a lease ends.
+    Wait(Duration),
+    /// Nothing left for another connection.
+    Done,
+}
+
 /// The pieces of one file still to hand out, and the ones being worked.
 pub struct Plan {
     inner: Mutex<PlanInner>,
@@ -160,6 +171,14 @@ const CRAWL_FACTOR: f64 = 4.0;
 
 /// The least a straggler's piece must have left for a take-over to be worth a request.
 pub const MIN_TAKEOVER: u64 = 64 * 1024;
+
+/// A lease is judged a crawl only once it has run this many `min_steal_time`s (240 ms
+/// by default). Younger, its speed is one or two reads over a round trip, and a worker
+/// thread that the OS left unscheduled for a few tens of ms looks like a crawl while
+/// its whole piece already sits in the socket: taken over, every byte of it was fetched
+/// twice (seen on loopback under load, 0.75 MiB of a 3 MiB resume). A real straggler is
+/// judged when a healthy connection runs dry, long after this.
+const CRAWL_EVIDENCE: u32 = 4;
 
 impl PlanInner {
     /// Drops finished leases, remembering their speeds.
@@ -301,12 +320,17 @@ impl Plan {
     /// The next piece: a pending one, or the back half (at most a piece) of the active one
     /// that will take longest.
     pub fn next(&self) -> Option<Lease> {
-        self.next_after(None)
+        match self.next_after(None) {
+            Next::Lease(l) => Some(l),
+            Next::Wait(_) | Next::Done => None,
+        }
     }
 
     /// [`Plan::next`], but the pending piece that starts at `prev_end` (where the caller's
-    /// last lease ended) comes first: the probe's connection continues its piece.
-    pub fn next_after(&self, prev_end: Option<u64>) -> Option<Lease> {
+    /// last lease ended) comes first: the probe's connection continues its piece. With
+    /// nothing to take yet, says how long until a lease that looks like a crawl may be
+    /// judged one ([`Next::Wait`]), or that this connection's work is done.
+    pub fn next_after(&self, prev_end: Option<u64>) -> Next {
         let mut inner = self.lock();
         inner.retire_finished();
         let adjacent = prev_end.and_then(|p| inner.pending.iter().position(|&(s, _)| s == p));
@@ -317,14 +341,17 @@ impl Plan {
         if let Some((s, e)) = piece {
             let lease = Lease::new(s, e);
             inner.active.push(lease.clone());
-            return Some(lease);
+            return Next::Lease(lease);
         }
         let now = Instant::now();
         let typical = inner.typical_speed(now);
         // A lease crawls when its speed is a fraction of what connections here do.
-        let crawling = |st: &LeaseState| {
+        let evidence = self.min_steal_time * CRAWL_EVIDENCE;
+        let slow = |st: &LeaseState| {
             typical.is_some_and(|t| st.speed(now).is_some_and(|v| v * CRAWL_FACTOR < t))
         };
+        let crawling =
+            |st: &LeaseState| now.saturating_duration_since(st.since) >= evidence && slow(st);
         // The piece that will take longest; one with no byte yet counts as slow once it
         // is older than the threshold (its connection may be stalled).
         let victim = inner
@@ -345,8 +372,23 @@ impl Plan {
                 (left > self.min_steal_time || self.min_steal_time.is_zero())
                     .then(|| (left, l.clone()))
             })
-            .max_by_key(|(left, _)| *left)?
-            .1;
+            .max_by_key(|(left, _)| *left);
+        let Some((_, victim)) = victim else {
+            // Nothing to take now. A lease that looks slow but is too young to judge may
+            // be a straggler: wait until it can be judged rather than leave it alone for
+            // good (a crawling thief's connection is young when the others run dry).
+            let young = inner
+                .active
+                .iter()
+                .filter_map(|l| {
+                    let s = l.lock();
+                    let age = now.saturating_duration_since(s.since);
+                    (age < evidence && s.end.saturating_sub(s.pos) >= MIN_TAKEOVER && slow(&s))
+                        .then(|| evidence - age)
+                })
+                .min();
+            return young.map_or(Next::Done, Next::Wait);
+        };
         let stolen = {
             let mut v = victim.lock();
             let remaining = v.end.saturating_sub(v.pos);
@@ -364,7 +406,7 @@ impl Plan {
                 // next connection that runs dry.
                 (remaining / 2).min(self.piece)
             } else {
-                return None;
+                return Next::Done;
             };
             let mid = v.end - take;
             let old_end = v.end;
@@ -373,7 +415,7 @@ impl Plan {
         };
         let lease = Lease::new(stolen.0, stolen.1);
         inner.active.push(lease.clone());
-        Some(lease)
+        Next::Lease(lease)
     }
 
     /// Puts a lease's unfinished part back for another connection (its owner gave up).

@@ -13,13 +13,14 @@ use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use tokio::sync::Notify;
 use url::Url;
 
 use crate::body::{Batch, read_batch};
 use crate::error::{Error, ErrorCode, Result};
 use crate::finalize::{finalize, writeback};
 use crate::journal::Validators;
-use crate::plan::{Lease, MIN_SPLIT, Plan, piece_size};
+use crate::plan::{Lease, MIN_SPLIT, Next, Plan, piece_size};
 use crate::request::{Connection, FileCtx, connection};
 use crate::resume::journaler;
 use crate::retry::{FileBudget, RangeStep, Streak, after_range_failure};
@@ -37,6 +38,9 @@ struct RangeCtx<'a> {
     validators: Validators,
     part: PartFile,
     plan: Plan,
+    /// Told whenever a worker's lease ends: a worker waiting to judge a young, slow
+    /// lease ([`Next::Wait`]) looks again at once.
+    lease_ended: Notify,
 }
 
 #[allow(clippy::too_many_arguments)] // the probe's answer, taken apart
@@ -103,6 +107,7 @@ pub(crate) async fn transfer<'a>(
         validators,
         part,
         plan,
+        lease_ended: Notify::new(),
     };
     let budget = FileBudget::new(&ctx.cfg.retry);
     let mut pool = FuturesUnordered::new();
@@ -182,12 +187,27 @@ async fn worker(
     loop {
         let (lease, pre) = match first.take() {
             Some((lease, resp, end, conn)) => (lease, Some((resp, end, conn))),
-            None => match ctx.plan.next_after(prev_end) {
-                Some(l) => (l, None),
-                None => return Ok(WorkerEnd::Drained),
-            },
+            None => {
+                // Armed before asking, so a lease that ends in between still wakes us.
+                let ended = ctx.lease_ended.notified();
+                tokio::pin!(ended);
+                ended.as_mut().enable();
+                match ctx.plan.next_after(prev_end) {
+                    Next::Lease(l) => (l, None),
+                    Next::Done => return Ok(WorkerEnd::Drained),
+                    Next::Wait(d) => {
+                        tokio::select! {
+                            _ = ended => {}
+                            _ = tokio::time::sleep(d) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
         };
-        if let Some(e) = fetch_lease(ctx, budget, &lease, pre).await? {
+        let fetched = fetch_lease(ctx, budget, &lease, pre).await;
+        ctx.lease_ended.notify_waiters();
+        if let Some(e) = fetched? {
             ctx.plan.release(&lease);
             let f = ctx.file;
             f.shared.task_msg(

@@ -93,6 +93,66 @@ fn a_piece_another_connection_took_is_not_run_into() {
 }
 
 #[test]
+fn a_young_lease_is_not_judged_a_crawl() {
+    // One read into a lease of 30 ms is no evidence: its thread may just not have run.
+    let m = MIN_SPLIT;
+    let p = Plan::new(&[(0, 12 * m)], 4 * m).with_min_steal_time(Duration::from_millis(10));
+    let fast = p.next().unwrap();
+    let slow = p.next().unwrap();
+    let third = p.next().unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    fast.claim(4 * m);
+    third.claim(4 * m);
+    slow.claim(1000);
+    std::thread::sleep(Duration::from_millis(25));
+    // Not a take-over: the back half (a steal), and the owner keeps its front.
+    let thief = p.next().expect("a steal");
+    assert!(!slow.relieved());
+    assert_eq!(thief.end(), 8 * m);
+    assert_eq!(slow.end(), thief.start);
+    assert!(thief.start > 4 * m + 1000);
+    // Past four `min_steal_time`s and still crawling: relieved of all it has left.
+    std::thread::sleep(Duration::from_millis(20));
+    let left = slow.end();
+    let rescuer = p.next().expect("taken over");
+    assert!(slow.relieved());
+    assert_eq!((rescuer.start, rescuer.end()), (4 * m + 1000, left));
+}
+
+fn leased(n: Next) -> Lease {
+    match n {
+        Next::Lease(l) => l,
+        other => panic!("a lease expected, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_young_slow_lease_keeps_idle_connections_waiting_until_it_can_be_judged() {
+    // The last piece went to a connection that crawls (a thief's new connection, say):
+    // the others, run dry, must not leave for good before it can be judged.
+    let m = MIN_SPLIT;
+    let p = Plan::new(&[(0, 2 * m), (4 * m, 5 * m)], 2 * m)
+        .with_min_steal_time(Duration::from_millis(10));
+    let fast = p.next().unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    fast.claim(2 * m);
+    let crawler = p.next().unwrap();
+    crawler.claim(100);
+    std::thread::sleep(Duration::from_millis(5));
+    let Next::Wait(d) = p.next_after(None) else {
+        panic!("a young slow lease: wait to judge it");
+    };
+    assert!(d <= Duration::from_millis(40));
+    std::thread::sleep(d + Duration::from_millis(5));
+    let rescuer = leased(p.next_after(None));
+    assert!(crawler.relieved());
+    assert_eq!((rescuer.start, rescuer.end()), (4 * m + 100, 5 * m));
+    // Everything is in a healthy connection's hands now: nothing to wait for.
+    rescuer.claim(1000);
+    assert!(matches!(p.next_after(None), Next::Done));
+}
+
+#[test]
 fn a_crawling_lease_is_taken_over_whole() {
     let m = MIN_SPLIT;
     let p = Plan::new(&[(0, 6 * m)], 2 * m).with_min_steal_time(Duration::ZERO);
@@ -184,11 +244,11 @@ fn the_probe_connection_continues_its_piece() {
     let other = p.next().unwrap();
     assert_eq!((other.start, other.end()), (40, 80));
     probe.claim(u64::MAX);
-    let next = p.next_after(Some(probe.end())).unwrap();
+    let next = leased(p.next_after(Some(probe.end())));
     assert_eq!((next.start, next.end()), (30, 40));
     // Without an adjacent pending piece, the queue's order holds.
     next.claim(u64::MAX);
-    let last = p.next_after(Some(next.end())).unwrap();
+    let last = leased(p.next_after(Some(next.end())));
     assert_eq!((last.start, last.end()), (80, 120));
 }
 
