@@ -42,6 +42,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import traceback
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,10 @@ def serve(proto: str, seed: int, fault_rate: float, files: int, max_size: int,
         print(json.dumps({"port": srv.port, "sizes": file_sizes}), flush=True)
         sys.stdin.read()  # until the soak closes our stdin (or dies)
         injected: Counter[str] = faults.injected  # type: ignore[attr-defined]
-        errors = [repr(e)[:300] for e in srv.errors]
+        errors = [repr(e)[:300] + " at " + " <- ".join(
+            f"{Path(f.filename).name}:{f.lineno} {f.name}"
+            for f in reversed(traceback.extract_tb(e.__traceback__)[-4:]))
+            for e in srv.errors]
         print(json.dumps({"faults": dict(injected), "versions": dict(versions),
                           "errors": errors}), flush=True)
     return 0
