@@ -1,5 +1,6 @@
 """ABI fuzzing: random calls to every export of the core, from several threads at once,
-against a few live downloaders fed by a loopback server. Run in a child process
+against a few live downloaders fed by loopback servers (plain HTTP, and HTTPS with
+HTTP/2 by ALPN and a throwaway CA named by ``SSL_CERT_FILE``). Run in a child process
 (``tests/fuzz/test_abi_fuzz.py``) so a crash fails a test and names its seed::
 
     python -m tests.fuzz.program --seed 1 --examples 40 --threads 3 --workdir DIR
@@ -46,14 +47,16 @@ import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from tests.abi.lib import CALLBACK, Lib, bool_p, library_path
-from tests.support.content import Content
-from tests.support.server import LoopbackServer, stall
+from tests.fuzz.serving import plain_resources, resources_now, settle, tls_resources
+from tests.soak.servers import make_trust
+from tests.support.h2server import H2Server
+from tests.support.server import LoopbackServer
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 U32_MAX, U64_MAX = 2**32 - 1, 2**64 - 1
@@ -212,27 +215,16 @@ ID = st.one_of(st.tuples(st.just("live"), st.integers(0, 1 << 16)),
 TEXT = st.text(max_size=24)
 
 
-def _resources(srv: LoopbackServer) -> list[str]:
-    srv.add("/empty.bin", size=0)
-    srv.add("/small.bin", size=1000)
-    srv.add("/mid.bin", size=300_000)
-    srv.add("/big.bin", size=3 << 20, etag='"b"')
-    srv.add("/slow.bin", size=2 << 20, throttle=512 * 1024, etag='"s"')
-    srv.add("/chunked.bin", size=200_000, framing="chunked", ranges=False)
-    srv.add("/404", status=404)
-    srv.add("/503", status=503)
-    srv.add("/redir", redirect="/small.bin")
-    srv.add("/loop", redirect="/loop")
-    srv.add("/stall.bin", size=1 << 20, hook=stall(1000, 2.0))
-    srv.add("/gz", body=Content(50_000, "gz").bytes(), headers={"Content-Encoding": "gzip"})
-    return ["/empty.bin", "/small.bin", "/mid.bin", "/big.bin", "/slow.bin", "/chunked.bin",
-            "/404", "/503", "/redir", "/loop", "/stall.bin", "/gz"]
-
-
-def strategies(base: str, paths: list[str], workdir: Path) -> st.SearchStrategy[Any]:
-    """The strategy of one program (a list of call lists, one per thread)."""
+def strategies(base: str, paths: list[str], workdir: Path,
+               tls_urls: list[str] | None = None) -> st.SearchStrategy[Any]:
+    """The strategy of one program (a list of call lists, one per thread). ``tls_urls``:
+    files of the HTTPS/HTTP/2 server, drawn as often as the plain server's."""
+    served = [base + p for p in paths]
+    good_urls = st.sampled_from(served)
+    if tls_urls:
+        good_urls = st.one_of(good_urls, st.sampled_from(tls_urls))
     urls = st.one_of(
-        st.sampled_from([base + p for p in paths]),
+        good_urls,
         st.sampled_from([DEAD, "https://127.0.0.1:9/x", "ftp://127.0.0.1/x", "file:///etc/hostname",
                          "not a url", "", "http://", "http://[::1", "HTTP://127.0.0.1:9/UP",
                          f"http://u:p@127.0.0.1:{base.rsplit(':', 1)[1]}/small.bin?q=1#f"]),
@@ -246,7 +238,8 @@ def strategies(base: str, paths: list[str], workdir: Path) -> st.SearchStrategy[
     )
     #: Mostly distinct, always valid: many creating calls must succeed.
     good_paths = st.tuples(st.integers(0, 10**9), st.sampled_from(["a.bin", "b c.bin", "ü.bin"]))
-    good_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=16)
+    no_surrogates: tuple[Literal["Cs"]] = ("Cs",)
+    good_text = st.text(st.characters(blacklist_categories=no_surrogates), max_size=16)
     header_names = st.one_of(st.sampled_from(["X-A", "Authorization", "Cookie", "Range",
                                               "Host", "Content-Length", "bad name", ""]), TEXT)
     header_values = st.one_of(st.sampled_from(["v", "a\r\nX-Injected: 1", "\x7f", ""]), TEXT)
@@ -258,7 +251,7 @@ def strategies(base: str, paths: list[str], workdir: Path) -> st.SearchStrategy[
     checksum = st.one_of(st.sampled_from(["sha256:" + "0" * 64, "md5:" + "0" * 32, "sha1:00",
                                           "sha256:zz", ""]), TEXT)
     good = st.fixed_dictionaries(
-        {"url": st.sampled_from([base + p for p in paths]),
+        {"url": good_urls,
          "save_path": good_paths.map(lambda t: str(workdir / "dl" / str(t[0]) / t[1]))},
         optional={"show_name": good_text, "id": good_text, "headers": good_headers})
     rust = st.fixed_dictionaries(
@@ -567,20 +560,6 @@ def _watchdog(limit: float) -> None:
             os._exit(70)
 
 
-def _resources_now() -> tuple[int, int]:
-    return len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd"))
-
-
-def _settle(baseline: tuple[int, int], timeout: float = 10.0) -> tuple[int, int]:
-    """Wait for worker threads and sockets to wind down to ``baseline`` (or time out)."""
-    deadline = time.monotonic() + timeout
-    now = _resources_now()
-    while time.monotonic() < deadline and (now[0] > baseline[0] or now[1] > baseline[1]):
-        time.sleep(0.2)
-        now = _resources_now()
-    return now
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
@@ -593,22 +572,31 @@ def main(argv: list[str] | None = None) -> int:
     global STATE
     args.workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(args.workdir)  # a relative save_path from random JSON lands here
+    # The HTTPS server's CA is the only one the core trusts (it reads SSL_CERT_FILE at its
+    # first handshake).
+    trust = make_trust(args.workdir / "trust")
+    os.environ["SSL_CERT_FILE"] = str(trust.ca_pem)
+    os.environ.pop("SSL_CERT_DIR", None)
     lib = Lib(library_path())
     log_fd = os.open(args.workdir / "calls.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     t_start = time.monotonic()
-    with LoopbackServer(idle_timeout=5.0) as srv:
-        paths = _resources(srv)
+    tls = H2Server(trust.server_pem, keep_alive_timeout=5.0)
+    with LoopbackServer(idle_timeout=5.0) as srv, tls:
+        paths = plain_resources(srv)
+        tls_urls = [tls.url(p) for p in tls_resources(tls)]
         STATE = State(lib=lib, base=srv.base_url, workdir=args.workdir, log_fd=log_fd)
         threading.Thread(target=_watchdog, args=(args.call_limit,), daemon=True).start()
-        # Warm up (the core's runtime, the server) before taking the baseline.
-        warm = lib.get_downloader(json.dumps([{"url": srv.url("/small.bin"), "save_path": str(
-            args.workdir / "warm.bin")}]).encode(), 1, 1, 1, None, False, None, None, None,
-            None)
+        # Warm up (the core's runtime, the servers, the TLS roots) before the baseline.
+        warm = lib.get_downloader(json.dumps([
+            {"url": srv.url("/small.bin"), "save_path": str(args.workdir / "warm.bin")},
+            {"url": tls.url("/small.bin"), "save_path": str(args.workdir / "warm-tls.bin")},
+        ]).encode(), 2, 1, 1, None, False, None, None, None, None)
         lib.start_download_id(warm)
         time.sleep(0.3)
         lib.stop_download(warm)
-        baseline = _settle(_resources_now(), 1.0)
-        calls = strategies(srv.base_url, paths, args.workdir)
+        baseline = settle(resources_now(), 1.0)
+        warm_requests = len(tls.requests())
+        calls = strategies(srv.base_url, paths, args.workdir, tls_urls)
         program = st.lists(st.lists(calls, max_size=args.calls), min_size=args.threads,
                            max_size=args.threads)
         test = seed(args.seed)(settings(
@@ -622,7 +610,10 @@ def main(argv: list[str] | None = None) -> int:
         except BaseException as exc:
             failure = f"{type(exc).__name__}: {exc}"[:3000]
         srv.wait_idle(5)
-        end = _settle(baseline)
+        tls.wait_idle(5)
+        end = settle(baseline)
+        tls_versions = Counter(r.version for r in tls.requests()[warm_requests:])
+        tls_errors = [repr(e)[:300] for e in tls.errors]
     report = {
         "seed": args.seed, "examples": STATE.examples, "calls": sum(STATE.calls.values()),
         "per_export": dict(sorted(STATE.calls.items())), "events": dict(STATE.events),
@@ -631,6 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": [baseline[0], end[0]], "fds": [baseline[1], end[1]],
         "refusals": dict(STATE.refusals.most_common(12)),
         "violations": STATE.violations, "failure": failure,
+        "tls_requests_by_version": dict(tls_versions), "tls_server_errors": tls_errors[:20],
         "seconds": round(time.monotonic() - t_start, 1),
     }
     print(json.dumps(report))

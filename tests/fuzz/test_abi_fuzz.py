@@ -62,8 +62,10 @@ def test_random_calls_from_several_threads_never_crash_hang_or_leak(
             f"{r['calls']} calls over {len(r['per_export'])} exports, {r['ids_created']} "
             f"downloaders created and stopped, {sum(r['events'].values())} events, slowest "
             f"call {r['slowest_call'][0]}s, threads {r['threads']}, fds {r['fds']}, "
+            f"HTTPS requests (after the warm-up) {r['tls_requests_by_version']}, "
             f"{r['seconds']}s")
     assert r["failure"] is None, r["failure"]
+    assert not r["tls_server_errors"], r["tls_server_errors"]
     assert not r["violations"], r["violations"]
     assert r["ids_unique"] == r["ids_created"], "an id was handed out twice"
     assert r["ids_created"] >= EXAMPLES // 4, f"too few downloaders to mean much: {r}"

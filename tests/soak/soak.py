@@ -4,13 +4,17 @@ the process's memory and open descriptors watched.
     python -m tests.soak.soak --downloads 5000 --fault-rate 0.05
     python tests/soak/soak.py --downloads 300 --fault-rate 0.1 --json out.json
 
-* The fault server runs in a child process (this script with ``--serve``), so the
-  measured process holds only the core and this driver. It serves ``--files`` files of
-  self-describing content (sizes from 0 to a few MiB, each with an ETag) and, at
-  ``--fault-rate`` per request, injects one fault drawn from
-  ``tests.adversarial.knobs.FAULT_KINDS``: close or reset mid-body, a lying
-  Content-Length, bytes past the range, 500/503/429, a stall the read timeout must cut,
-  a lying Content-Range. It counts what it injected.
+* The fault servers run in child processes (this script with ``--serve PROTO``), so the
+  measured process holds only the core and this driver: one per protocol of
+  ``--protocols`` (plain HTTP/1.1, HTTP/1.1 over TLS, HTTP/2 over TLS; the TLS ones with
+  a throwaway CA named by ``SSL_CERT_FILE``), see :mod:`tests.soak.servers`. Each serves
+  the same ``--files`` files of self-describing content (sizes from 0 to a few MiB, each
+  with an ETag) and, at ``--fault-rate`` per request, injects one fault drawn from
+  ``tests.adversarial.knobs.FAULT_KINDS`` (those that exist on its protocol): close or
+  reset mid-body (``RST_STREAM`` on HTTP/2), a lying Content-Length, bytes past the range
+  (HTTP/1.1 only), 500/503/429, a stall the read timeout must cut, a lying
+  Content-Range. It counts what it injected and the requests by HTTP version.
+* Each task's protocol is drawn at random, so a downloader's batch mixes them.
 * Downloads run ``--concurrency`` downloaders at a time, each with ``--batch`` tasks
   (sequential or side by side, alternately), ``--max-retries`` fast retries and a 500 ms
   read timeout. A task that still fails must leave nothing at its ``save_path``; it is
@@ -36,64 +40,22 @@ import ctypes
 import json
 import os
 import random
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 if __package__ in (None, ""):  # run as a script: make `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.abi.lib import CALLBACK, Lib, bool_p, library_path
+from tests.soak.servers import PROTOCOLS, PROXY_VARS, ServerChild, make_trust, serve
 from tests.support.content import Content, sha256_file
 
 MiB = 1 << 20
-
-
-# -- the fault server (child process) ------------------------------------------------------
-
-
-def _sizes(seed: int, files: int, max_size: int) -> list[int]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(files):
-        r = rng.random()
-        if i == 0:
-            out.append(0)  # an empty file is part of every soak
-        elif r < 0.3:
-            out.append(rng.randrange(1, 16 * 1024))
-        elif r < 0.8:
-            out.append(rng.randrange(16 * 1024, 512 * 1024))
-        else:
-            out.append(rng.randrange(512 * 1024, max_size + 1))
-    return out
-
-
-def serve(args: argparse.Namespace) -> int:
-    from tests.adversarial.knobs import random_faults
-    from tests.support.content import LiteralContent
-    from tests.support.server import Headers, LoopbackServer, RequestRecord, Response
-
-    sizes = _sizes(args.seed, args.files, args.max_size)
-    faults = random_faults(args.fault_rate, args.seed, stall_for=2.0)
-
-    def stats(req: RequestRecord, resp: Response) -> Response:
-        body = LiteralContent(json.dumps(dict(faults.injected)))  # type: ignore[attr-defined]
-        return Response(200, Headers([("Content-Type", "application/json")]), body, 0,
-                        body.size, keep_alive=False)
-
-    with LoopbackServer(idle_timeout=10.0) as srv:
-        for i, size in enumerate(sizes):
-            srv.add(f"/f{i}.bin", size=size, etag=f'"f{i}"', hook=faults)
-        srv.add("/__stats", body=b"{}", hook=stats)
-        print(json.dumps({"port": srv.port, "sizes": sizes}), flush=True)
-        sys.stdin.read()  # until the soak closes our stdin (or dies)
-    return 0
 
 
 # -- the measured process ---------------------------------------------------------------------
@@ -172,50 +134,72 @@ class Totals:
     left_after_failure: int = 0
     bytes_checked: int = 0
     codes: Counter[str] = field(default_factory=Counter)
+    done_by_protocol: Counter[str] = field(default_factory=Counter)
+    codes_by_protocol: dict[str, Counter[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     retries: int = 0
     bytes_fetched: int = 0
 
 
 def soak(args: argparse.Namespace) -> dict[str, Any]:
-    lib = Lib(library_path())
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.soak.soak", "--serve", "--seed", str(args.seed),
-         "--fault-rate", str(args.fault_rate), "--files", str(args.files), "--max-size",
-         str(args.max_size)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        cwd=Path(__file__).resolve().parents[2])
+    protocols = [p for p in args.protocols.split(",") if p]
+    if not protocols or set(protocols) - set(PROTOCOLS):
+        raise SystemExit(f"--protocols: some of {','.join(PROTOCOLS)}, not {args.protocols!r}")
+    trust = None
+    if set(protocols) - {"http"}:
+        trust = make_trust(workdir / "trust")
+        # The core loads its roots at its first handshake, from SSL_CERT_FILE: our CA only.
+        os.environ["SSL_CERT_FILE"] = str(trust.ca_pem)
+        os.environ.pop("SSL_CERT_DIR", None)
+    for var in PROXY_VARS:  # loopback only, never through a proxy of the environment
+        os.environ.pop(var, None)
+    lib = Lib(library_path())
+    servers: dict[str, ServerChild] = {}
+    counts: dict[str, dict[str, Any]] = {}
     try:
-        assert server.stdout is not None
-        hello = json.loads(server.stdout.readline())
-        base = f"http://127.0.0.1:{hello['port']}"
-        sizes: list[int] = hello["sizes"]
-        expected = [Content(size, f"/f{i}.bin").sha256() for i, size in enumerate(sizes)]
-        return _drive(lib, args, base, sizes, expected, workdir)
+        for proto in protocols:
+            servers[proto] = ServerChild(proto, args,
+                                         None if trust is None else trust.server_pem)
+        file_sizes = servers[protocols[0]].sizes
+        expected = [Content(size, f"/f{i}.bin").sha256() for i, size in enumerate(file_sizes)]
+        result = _drive(lib, args, {p: s.base for p, s in servers.items()}, file_sizes,
+                        expected, workdir)
     finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for proto, child in servers.items():
+            counts[proto] = child.finish()
+    by_protocol = {p: c["faults"] for p, c in counts.items()}
+    total: Counter[str] = Counter()
+    for f in by_protocol.values():
+        total.update(f)
+    server_errors = [f"{p} server: {e}" for p, c in counts.items() for e in c["errors"]]
+    result.update({
+        "faults_injected": sum(total.values()), "faults_by_kind": dict(total),
+        "faults_by_protocol": by_protocol,
+        "requests_by_version": {p: c["versions"] for p, c in counts.items()},
+        "server_errors": server_errors[:20],
+    })
+    result["problems"] = (result["problems"] + server_errors)[:50]
+    result["ok"] = result["ok"] and not server_errors
+    return result
 
 
-def _faults(base: str) -> dict[str, int]:
-    with urllib.request.urlopen(base + "/__stats", timeout=5) as r:
-        return json.loads(r.read())  # type: ignore[no-any-return]
+#: (file index, protocol, attempt, path of an earlier attempt or None)
+Entry = tuple[int, str, int, Optional[Path]]
 
 
-def _drive(lib: Lib, args: argparse.Namespace, base: str, sizes: list[int],
+def _drive(lib: Lib, args: argparse.Namespace, bases: dict[str, str], sizes: list[int],
            expected: list[str], workdir: Path) -> dict[str, Any]:
     rng = random.Random(args.seed)
     totals = Totals()
-    # Each entry: (file index, attempt, path of an earlier attempt or None). A failed task
-    # goes back with its path, so the next downloader resumes from its journal.
-    queue: list[tuple[int, int, Path | None]] = [
-        (rng.randrange(len(sizes)), 1, None) for _ in range(args.downloads)]
+    protocols = sorted(bases)
+    # Each entry: (file index, protocol, attempt, path of an earlier attempt or None). A
+    # failed task goes back with its protocol and path, so the next downloader resumes it
+    # from its journal on the same server. A batch mixes protocols.
+    queue: list[Entry] = [
+        (rng.randrange(len(sizes)), rng.choice(protocols), 1, None)
+        for _ in range(args.downloads)]
     queue.reverse()
     lock = threading.Lock()
     sampler = Sampler(args.sample_every)
@@ -232,11 +216,12 @@ def _drive(lib: Lib, args: argparse.Namespace, base: str, sizes: list[int],
                 n = next(serial)
             job = Job()
             tasks = []
-            for k, (fi, _attempt, old) in enumerate(batch):
+            for k, (fi, proto, _attempt, old) in enumerate(batch):
                 tid = f"w{worker}-{n}-{k}"
-                path = old or workdir / f"w{worker}" / f"f{fi}-{n}-{k}.bin"
+                path = old or workdir / f"w{worker}" / f"f{fi}-{proto}-{n}-{k}.bin"
                 job.tasks[tid] = (fi, path)
-                tasks.append({"url": f"{base}/f{fi}.bin", "save_path": str(path), "id": tid})
+                tasks.append({"url": f"{bases[proto]}/f{fi}.bin", "save_path": str(path),
+                              "id": tid})
             job.callback = CALLBACK(job.on_event)
             tj = json.dumps(tasks).encode()
             ident = lib.get_downloader(tj, len(tasks), args.threads, 1, job.callback, False,
@@ -263,14 +248,12 @@ def _drive(lib: Lib, args: argparse.Namespace, base: str, sizes: list[int],
                     totals.problems.append(f"id {ident} still answers after stop_download")
             account(job, batch, stats)
 
-    def account(job: Job, batch: list[tuple[int, int, Path | None]],
-                stats: dict[str, Any]) -> None:
+    def account(job: Job, batch: list[Entry], stats: dict[str, Any]) -> None:
         with lock:
             totals.retries += int(stats.get("retries", 0))
             totals.bytes_fetched += int(stats.get("bytes_fetched", 0))
             totals.problems.extend(job.bad_events)
-        for (tid, (fi, path)), (_, attempt, _old) in zip(job.tasks.items(), batch,
-                                                         strict=True):
+        for (tid, (fi, path)), (_, proto, attempt, _old) in zip(job.tasks.items(), batch):
             ok = job.success.get(tid)
             with lock:
                 totals.attempts += 1
@@ -279,8 +262,10 @@ def _drive(lib: Lib, args: argparse.Namespace, base: str, sizes: list[int],
                 with lock:
                     if digest != expected[fi]:
                         totals.wrong_files += 1
-                        totals.problems.append(f"WRONG FILE {path} (f{fi}, {sizes[fi]} B)")
+                        totals.problems.append(
+                            f"WRONG FILE {path} (f{fi}, {sizes[fi]} B, {proto})")
                     totals.downloads_done += 1
+                    totals.done_by_protocol[proto] += 1
                     totals.bytes_checked += sizes[fi]
                     sampler.done = totals.downloads_done
                     if totals.downloads_done == warmup_at and not baseline:
@@ -293,25 +278,33 @@ def _drive(lib: Lib, args: argparse.Namespace, base: str, sizes: list[int],
             code = job.codes.get(tid, "no endOne" if ok is None else "no err")
             with lock:
                 totals.codes[code] += 1
+                totals.codes_by_protocol.setdefault(proto, Counter())[code] += 1
                 if path.exists():
                     totals.left_after_failure += 1
-                    totals.problems.append(f"failed ({code}) yet {path} exists")
+                    totals.problems.append(f"failed ({code}, {proto}) yet {path} exists")
                 if attempt < args.attempts:
                     totals.retried_tasks += 1
-                    queue.insert(0, (fi, attempt + 1, path))
+                    queue.insert(0, (fi, proto, attempt + 1, path))
                 else:
                     totals.failed_for_good += 1
-                    totals.problems.append(f"f{fi} failed {attempt} times, last {code}")
+                    totals.problems.append(
+                        f"f{fi} ({proto}) failed {attempt} times, last {code}")
 
-    # Warm up (the core's runtime and its descriptors) before the first measure.
+    # Warm up (the core's runtime, its descriptors, the TLS roots) before the first
+    # measure: one download per protocol.
     warm = Job()
     warm.callback = CALLBACK(warm.on_event)
-    tj = json.dumps([{"url": f"{base}/f1.bin", "save_path": str(workdir / "warm.bin")}])
-    ident = lib.start_download(tj.encode(), 1, 2, 1, warm.callback, False, None, None, None,
-                               bool_p(False), None)
+    warm_paths = [workdir / f"warm-{p}.bin" for p in protocols]
+    tj = json.dumps([{"url": f"{bases[p]}/f1.bin", "save_path": str(path)}
+                     for p, path in zip(protocols, warm_paths)])
+    ident = lib.start_download(tj.encode(), len(protocols), 2, 1, warm.callback, False, None,
+                               None, None, bool_p(False), None)
     warm.ended.wait(30)
     lib.stop_download(ident)
-    (workdir / "warm.bin").unlink(missing_ok=True)
+    warm.callback = None
+    for path in warm_paths:
+        for p in (path, Path(str(path) + ".tthsd.part"), Path(str(path) + ".tthsd.journal")):
+            p.unlink(missing_ok=True)
     time.sleep(0.5)
     rss0, fds0 = _rss_kib(), _fds()
     sampler.start()
@@ -326,7 +319,6 @@ def _drive(lib: Lib, args: argparse.Namespace, base: str, sizes: list[int],
     sampler.stop()
     time.sleep(1.0)  # let sockets of stopped downloaders close
     rss_end, fds_end = sampler.sample()
-    faults = _faults(base)
     if not baseline:
         baseline = {"rss": rss0, "fds": fds0}
     rss_growth_mib = (rss_end - baseline["rss"]) / 1024
@@ -342,9 +334,12 @@ def _drive(lib: Lib, args: argparse.Namespace, base: str, sizes: list[int],
         "attempts": totals.attempts, "tasks_retried": totals.retried_tasks,
         "failed_for_good": totals.failed_for_good, "files_wrong": totals.wrong_files,
         "left_after_failure": totals.left_after_failure,
-        "fault_rate": args.fault_rate, "faults_injected": sum(faults.values()),
-        "faults_by_kind": faults, "engine_retries": totals.retries,
-        "failure_codes": dict(totals.codes), "bytes_checked": totals.bytes_checked,
+        "protocols": protocols, "done_by_protocol": dict(totals.done_by_protocol),
+        "fault_rate": args.fault_rate, "engine_retries": totals.retries,
+        "failure_codes": dict(totals.codes),
+        "failure_codes_by_protocol": {p: dict(c) for p, c in
+                                      totals.codes_by_protocol.items()},
+        "bytes_checked": totals.bytes_checked,
         "bytes_fetched": totals.bytes_fetched, "seconds": round(seconds, 1),
         "rss_mib": {"start": round(rss0 / 1024, 1),
                     "after_warmup": round(baseline["rss"] / 1024, 1),
@@ -365,7 +360,8 @@ def _drive(lib: Lib, args: argparse.Namespace, base: str, sizes: list[int],
 def _stats(lib: Lib, ident: int) -> dict[str, Any]:
     ptr = lib.get_performance_stats(ident)
     try:
-        return json.loads(ctypes.string_at(ptr)) if ptr else {}  # type: ignore[no-any-return]
+        out: dict[str, Any] = json.loads(ctypes.string_at(ptr)) if ptr else {}
+        return out
     finally:
         lib.free_string(ptr)
 
@@ -386,12 +382,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-timeout", type=float, default=120.0)
     ap.add_argument("--sample-every", type=float, default=2.0)
     ap.add_argument("--rss-slack", type=float, default=24.0, help="MiB")
+    ap.add_argument("--protocols", default=",".join(PROTOCOLS),
+                    help="servers to mix, some of http,https,h2 (a task's is drawn at random)")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--serve", choices=PROTOCOLS, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--cert", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
-        return serve(args)
+        return serve(args.serve, args.seed, args.fault_rate, args.files, args.max_size,
+                     args.cert)
     if args.workdir is None:
         import tempfile
 

@@ -1,7 +1,8 @@
 """The short soak of the test run: ``tests/soak/soak.py`` in its own process (its RSS and
-descriptors are the ones measured), 2000 downloads with a fault in one request of five and
-a single retry, so that some tasks fail (nothing may be left at their ``save_path``)
-and are downloaded again by a later downloader.
+descriptors are the ones measured), 1200 downloads mixed over plain HTTP/1.1, HTTPS
+(HTTP/1.1 over TLS) and HTTP/2 over TLS, with a fault in one request of five and a single
+retry, so that some tasks fail (nothing may be left at their ``save_path``) and are
+downloaded again by a later downloader.
 The long run and its last figures: tests/soak/README.md. ``TTHSD_SOAK_DOWNLOADS`` and
 ``TTHSD_SOAK_FAULT_RATE`` scale it."""
 
@@ -18,7 +19,7 @@ import pytest
 
 from tests.abi.lib import REPO
 
-DOWNLOADS = int(os.environ.get("TTHSD_SOAK_DOWNLOADS", "2000"))
+DOWNLOADS = int(os.environ.get("TTHSD_SOAK_DOWNLOADS", "1200"))
 FAULT_RATE = float(os.environ.get("TTHSD_SOAK_FAULT_RATE", "0.2"))
 
 
@@ -35,7 +36,8 @@ def test_short_soak(lib_path: Path, tmp_path: Path, figures: Callable[[str], Non
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.exists(), f"the soak died ({proc.returncode}):\n{proc.stderr[-4000:]}"
     r = json.loads(out.read_text())
-    figures(f"soak: {r['downloads_done']}/{r['downloads_asked']} downloads in "
+    mix = ", ".join(f"{p} {n}" for p, n in sorted(r["done_by_protocol"].items()))
+    figures(f"soak: {r['downloads_done']}/{r['downloads_asked']} downloads ({mix}) in "
             f"{r['seconds']}s, {r['faults_injected']} faults injected "
             f"({r['fault_rate']}/request), {r['tasks_retried']} tasks downloaded again, "
             f"{r['engine_retries']} engine retries, files wrong {r['files_wrong']}, "
@@ -46,6 +48,15 @@ def test_short_soak(lib_path: Path, tmp_path: Path, figures: Callable[[str], Non
     assert r["failed_for_good"] == 0, r["problems"]
     assert r["downloads_done"] == DOWNLOADS, r["problems"]
     assert r["faults_injected"] >= DOWNLOADS * FAULT_RATE / 2, "too few faults to mean much"
+    assert not r["server_errors"], r["server_errors"]
+    # Every protocol had its share of downloads and of faults, and h2 was spoken as h2.
+    assert sorted(r["done_by_protocol"]) == ["h2", "http", "https"], r["done_by_protocol"]
+    assert min(r["done_by_protocol"].values()) >= DOWNLOADS // 5, r["done_by_protocol"]
+    for proto, kinds in r["faults_by_protocol"].items():
+        assert sum(kinds.values()) >= DOWNLOADS * FAULT_RATE / 10, (proto, kinds)
+    assert "overlong" not in r["faults_by_protocol"]["h2"], r["faults_by_protocol"]
+    assert set(r["requests_by_version"]["h2"]) == {"HTTP/2"}, r["requests_by_version"]
+    assert set(r["requests_by_version"]["https"]) == {"HTTP/1.1"}, r["requests_by_version"]
     assert r["flat_fds"], r["fds"]
     assert r["flat_rss"], r["rss_mib"]
     assert not r["problems"], r["problems"]

@@ -129,13 +129,23 @@ class Connection:
         w = self._writer
         if w is None:
             return
-        if rst:
-            sock = w.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.dropped = True
-        w.transport.abort()
+        try:
+            if rst:
+                sock = w.get_extra_info("socket")
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+            self.dropped = True
+            w.transport.abort()
+        except AttributeError:
+            # asyncio's TLS transport, closed twice (the client went first, hypercorn and
+            # we closed after it), has let go of its protocol: every call on it raises
+            # AttributeError ('NoneType' object has no attribute '_get_extra_info', seen
+            # in a soak). The connection is gone already; nothing to drop.
+            if not w.is_closing():
+                raise
 
 
 @dataclass
