@@ -57,6 +57,7 @@ mod publish;
 pub mod range;
 mod ranged;
 pub mod ratelimit;
+mod relink;
 pub mod remote;
 mod request;
 mod resume;
