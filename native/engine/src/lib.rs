@@ -44,6 +44,7 @@
 
 mod body;
 pub mod checksum;
+mod disposition;
 pub mod downloader;
 pub mod error;
 pub mod events;
