@@ -212,6 +212,8 @@ fn links_that_expire_are_renewed_once_per_expiry_and_the_file_completes() {
     assert!(sink.succeeded(), "{:?}", sink.messages());
     assert!(bytes == *body, "the file differs");
     let resolutions = counts.resolutions.load(Ordering::SeqCst);
+    let refusals = counts.refusals.load(Ordering::SeqCst);
+    println!("{resolutions} resolutions, {refusals} refused requests");
     assert!(resolutions >= 3, "links never expired: {resolutions}");
     // Every resolution after the probe's is one announced renewal: several connections
     // refused by one expired link made one of them, not one each.
