@@ -110,3 +110,31 @@ def test_download_name_from_server(
                                  retries=0, dll_path=core)
     assert info.value.codes == ("io",)
     assert "not replacing" in info.value.failures[0].message
+
+
+def test_seed_api_name_from_server_and_a_second_run_of_the_id(
+    core: Path, http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    res = http_server.add("/s", size=2 * MiB, etag='"s1"',
+                          headers={"Content-Disposition": 'attachment; filename="named.bin"'})
+    ends: list[dict[str, object]] = []
+
+    def on_event(event: dict[str, object], msg: dict[str, object]) -> None:
+        if event.get("Type") == "endOne":
+            ends.append(dict(msg))
+
+    with tthsd_interface.TTHSDownloader(core) as dl:
+        dl_id = dl.get_downloader([res.url], [tmp_path / "fallback.bin"], 4, 1, on_event,
+                                  name_from_server=True)
+        assert dl_id > 0
+        requests = []
+        for _ in range(2):  # the second run finds the named file complete
+            assert dl.start_download_by_id(dl_id)
+            assert dl.wait(dl_id, timeout=30)
+            requests.append(len(http_server.requests("/s")))
+        dl.stop_download(dl_id)
+    assert [e["Success"] for e in ends] == [True, True], ends
+    assert ends[0]["SavedAs"] == str(tmp_path / "named.bin")
+    assert _tree(tmp_path) - {"TTHSDPyInter.log"} == {"named.bin"}
+    assert sha256_file(tmp_path / "named.bin") == res.sha256()
+    assert requests[1] == requests[0], "the second run asked the server again"
