@@ -74,6 +74,8 @@ def download(
     timeouts: float | tuple[float, float] | None = None,
     durable: bool = True,
     dll_path: str | os.PathLike[str] | None = None,
+    name_from_server: bool = False,
+    overwrite: bool = False,
 ) -> list[FileResult]:
     """Download ``urls`` to ``save_paths`` and block until every file ended.
 
@@ -85,6 +87,10 @@ def download(
     :class:`DownloadEvent` (on the dispatcher thread).  ``speed_limit``: bytes per second
     or ``"10M"``; ``retries``: retries per range; ``timeouts``: seconds, one number or
     ``(connect, read)``; ``durable=False`` skips the fsyncs (see docs/tuning.md).
+    ``name_from_server=True`` names each file from the server's ``Content-Disposition``
+    (like ``curl -J``): a sanitised base name in its save path's folder (the save path
+    itself when the server names none), never replacing an existing file unless
+    ``overwrite=True``; the result's ``path`` is where the file went.
 
     Returns one :class:`FileResult` per file, in order.  Raises :class:`DownloadError`
     listing every failed file and its error code, :class:`DownloadRefusedError` when the
@@ -95,7 +101,8 @@ def download(
         urls, save_paths, connections=connections, chunk_size_mb=chunk_size_mb,
         parallel=parallel, headers=headers, checksums=checksums, show_names=show_names,
         user_agent=user_agent, proxy=proxy, speed_limit=speed_limit, retries=retries,
-        timeouts=timeouts, durable=durable,
+        timeouts=timeouts, durable=durable, name_from_server=name_from_server,
+        overwrite=overwrite,
     )  # fmt: skip
     return run_blocking(request, progress, dll_path)
 

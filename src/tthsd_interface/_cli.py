@@ -115,6 +115,15 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the fsyncs that make partial downloads survive a power cut (faster on "
         "slow disks; still safe when the process is killed)",
     )  # fmt: skip
+    p.add_argument(
+        "-J", "--remote-header-name", action="store_true",
+        help="name each file from the server's Content-Disposition (a safe base name in "
+        "the output folder, like curl -J); an existing file is not replaced",
+    )  # fmt: skip
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="with -J: replace an existing file of the name the server gave",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="write every event as a JSON line on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="print only failures")
     p.add_argument(
@@ -246,6 +255,8 @@ def _request(
         "retries": args.retries,
         "timeouts": timeouts,
         "durable": not args.no_durable,
+        "name_from_server": args.remote_header_name,
+        "overwrite": args.overwrite,
     }
     options.update(extra)
     try:

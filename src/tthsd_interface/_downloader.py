@@ -67,8 +67,12 @@ def build_tasks(
     show_names: Sequence[str] | None = None,
     ids: Sequence[str] | None = None,
     checksums: Sequence[str | None] | None = None,
-) -> list[dict[str, str]]:
-    """The ``tasks_json`` array of ABI.md section 2, validated.
+    name_from_server: bool = False,
+    overwrite: bool = False,
+) -> list[dict[str, str | bool]]:
+    """The ``tasks_json`` array of ABI.md section 2, validated.  ``name_from_server``
+    and ``overwrite`` set the optional keys of the same names on every task (our core:
+    the file is named by the server's ``Content-Disposition``, see docs/python-api.md).
 
     Raises ``ValueError`` when the lists differ in length and ``TypeError`` for a bare
     string where a list is expected.
@@ -92,15 +96,19 @@ def build_tasks(
     names = _str_list("show_names", show_names, len(url_list))
     task_ids = _str_list("ids", ids, len(url_list))
     sums = _str_list("checksums", checksums, len(url_list))
-    tasks: list[dict[str, str]] = []
+    tasks: list[dict[str, str | bool]] = []
     for i, (url, path) in enumerate(zip(url_list, path_list)):
-        task = {"url": url, "save_path": path}
+        task: dict[str, str | bool] = {"url": url, "save_path": path}
         if names is not None and names[i] is not None:
             task["show_name"] = str(names[i])
         if task_ids is not None and task_ids[i] is not None:
             task["id"] = str(task_ids[i])
         if sums is not None and sums[i] is not None:
             task["checksum"] = str(sums[i])
+        if name_from_server:
+            task["name_from_server"] = True
+            if overwrite:
+                task["overwrite"] = True
         tasks.append(task)
     return tasks
 
@@ -213,12 +221,17 @@ class TTHSDownloader:
         show_names: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
         checksums: Sequence[str | None] | None = None,
+        name_from_server: bool = False,
+        overwrite: bool = False,
     ) -> int:
         """Create a downloader for ``urls`` → ``save_paths`` and start it at once.
 
         ``is_multiple`` true runs the tasks at the same time, otherwise one after another.
         Keyword-only: ``headers`` sent on every request, per-task ``show_names``, ``ids``
-        and ``checksums`` (``"sha256:<hex>"`` or ``"md5:<hex>"``).
+        and ``checksums`` (``"sha256:<hex>"`` or ``"md5:<hex>"``); ``name_from_server``
+        names each file from the server's ``Content-Disposition`` (a safe base name in
+        its ``save_path``'s folder, never replacing an existing file unless
+        ``overwrite``).
 
         Returns the downloader id (> 0), or -1 when the core refused (the reason is
         logged).  Raises ``ValueError`` when the lists differ in length.
@@ -226,7 +239,7 @@ class TTHSDownloader:
         return self._create(
             urls, save_paths, thread_count, chunk_size_mb, callback, use_callback_url,
             user_agent, remote_callback_url, use_socket, is_multiple, headers, show_names,
-            ids, checksums, start=True,
+            ids, checksums, start=True, naming=(name_from_server, overwrite),
         )  # fmt: skip
 
     def get_downloader(
@@ -245,6 +258,8 @@ class TTHSDownloader:
         show_names: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
         checksums: Sequence[str | None] | None = None,
+        name_from_server: bool = False,
+        overwrite: bool = False,
     ) -> int:
         """Like :meth:`start_download` but only create the downloader.
 
@@ -254,7 +269,7 @@ class TTHSDownloader:
         return self._create(
             urls, save_paths, thread_count, chunk_size_mb, callback, use_callback_url,
             user_agent, remote_callback_url, use_socket, None, headers, show_names, ids,
-            checksums, start=False,
+            checksums, start=False, naming=(name_from_server, overwrite),
         )  # fmt: skip
 
     def _create(
@@ -275,8 +290,12 @@ class TTHSDownloader:
         checksums: Sequence[str | None] | None,
         *,
         start: bool,
+        naming: tuple[bool, bool] = (False, False),
     ) -> int:
-        tasks = build_tasks(urls, save_paths, show_names=show_names, ids=ids, checksums=checksums)
+        tasks = build_tasks(
+            urls, save_paths, show_names=show_names, ids=ids, checksums=checksums,
+            name_from_server=naming[0], overwrite=naming[1],
+        )  # fmt: skip
         tasks_json = json.dumps(tasks, ensure_ascii=False)
         headers_json = _headers_json(headers)
         _int_arg("thread_count", thread_count)

@@ -79,6 +79,8 @@ class DownloadRequest:
     retries: int | None = None
     timeouts_ms: tuple[int, int] | None = None
     durable: bool = True
+    name_from_server: bool = False
+    overwrite: bool = False
 
     def __repr__(self) -> str:
         return f"<DownloadRequest {len(self.urls)} file(s), {self.connections} connections>"
@@ -102,6 +104,8 @@ class DownloadRequest:
         timeouts: float | tuple[float, float] | None = None,
         durable: bool = True,
         ids: Sequence[str] | None = None,
+        name_from_server: bool = False,
+        overwrite: bool = False,
     ) -> DownloadRequest:
         url_list: list[str] = _as_list("urls", urls, (str,))
         for url in url_list:
@@ -154,6 +158,8 @@ class DownloadRequest:
             retries=retries,
             timeouts_ms=_timeouts_ms(timeouts),
             durable=bool(durable),
+            name_from_server=bool(name_from_server),
+            overwrite=bool(overwrite),
         )
 
     def names(self) -> tuple[str, ...]:
@@ -191,6 +197,7 @@ def create_downloader(dl: TTHSDownloader, request: DownloadRequest, callback: Ca
         list(request.urls), list(request.paths), request.connections, request.chunk_size_mb,
         callback, user_agent=request.user_agent, headers=request.headers,
         show_names=request.show_names, ids=list(request.ids), checksums=checksums,
+        name_from_server=request.name_from_server, overwrite=request.overwrite,
     )  # fmt: skip
     if dl_id < 0:
         raise _refused(dl, "the core refused the download")

@@ -80,6 +80,10 @@ class Tracker:
         elif kind == "endOne":
             f.ended = time.monotonic()
             f.success = success(msg)
+            # A file the server named (name_from_server) is where the core says.
+            saved_as = str_field(msg, "SavedAs")
+            if saved_as:
+                f.path = saved_as
 
     def outcome(self) -> tuple[list[FileResult], list[FileFailure]]:
         """Completed files, and failed ones (files that never ended count as stopped)."""

@@ -84,10 +84,16 @@ class StartOneMsg(TypedDict):
     """Number of tasks in the downloader."""
 
 
-class EndOneMsg(StartOneMsg):
-    """``msg`` of ``endOne``: a task ended, successfully or not."""
-
+class _EndOneMsgKeys(StartOneMsg):
     Success: bool
+
+
+class EndOneMsg(_EndOneMsgKeys, total=False):
+    """``msg`` of ``endOne``: a task ended, successfully or not (``SavedAs`` only for a
+    file the server named: ``name_from_server``)."""
+
+    SavedAs: str
+    """Where the file was saved, when the server's ``Content-Disposition`` named it."""
 
 
 class _UpdateMsgKeys(TypedDict):

@@ -72,6 +72,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             id: i.to_string(),
             headers: Vec::new(),
             checksum: None,
+            name_from_server: false,
+            overwrite: false,
             url,
         });
     }

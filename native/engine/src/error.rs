@@ -86,6 +86,10 @@ pub struct Error {
     pub transient: bool,
     /// A server-requested wait (`Retry-After`), when there was one.
     pub retry_after: Option<Duration>,
+    /// The server refused access to the URL (401, 403, 410, or an object store's
+    /// "request expired"): a link that a redirect led to may have expired, and resolving
+    /// the task's URL again may give a fresh one (`relink`).
+    pub refused: bool,
 }
 
 impl Error {
@@ -95,6 +99,7 @@ impl Error {
             message: message.into(),
             transient: false,
             retry_after: None,
+            refused: false,
         }
     }
 

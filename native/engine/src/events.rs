@@ -31,6 +31,9 @@ pub struct TaskInfo {
     /// 1-based position in the task list.
     pub index: usize,
     pub total: usize,
+    /// Where the file was published when the server named it (`name_from_server`);
+    /// sent as `SavedAs` in `endOne`.
+    pub saved_as: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -163,6 +166,9 @@ fn task_info_value(info: &TaskInfo, success: Option<bool>) -> Value {
     });
     if let (Some(s), Some(obj)) = (success, v.as_object_mut()) {
         obj.insert("Success".into(), Value::Bool(s));
+        if let Some(p) = &info.saved_as {
+            obj.insert("SavedAs".into(), Value::String(p.clone()));
+        }
     }
     v
 }
@@ -185,6 +191,7 @@ mod tests {
             show_name: "a".into(),
             index: 1,
             total: 2,
+            saved_as: None,
         };
         let e = Event::task(
             EventKind::EndOne {

@@ -110,7 +110,9 @@ pub(crate) async fn download_file(shared: &Arc<Shared>, task: &Arc<TaskState>) -
 /// A file already at `save_path` counts as done when it matches the task's checksum,
 /// or when this downloader published it earlier and it still has that size.
 async fn already_complete(task: &Arc<TaskState>) -> Result<bool> {
-    let save = task.spec.save_path.clone();
+    // A file the server named was published under that name (`name_from_server`).
+    let named = lock(&task.publish_as).clone();
+    let save = named.unwrap_or_else(|| task.spec.save_path.clone());
     let Ok(meta) = std::fs::metadata(&save) else {
         return Ok(false);
     };

@@ -79,7 +79,11 @@ fn publish_task(
     prefix: Option<PrefixDigest>,
 ) -> Result<()> {
     let _f = lock(&task.finalize_lock);
-    let save = &task.spec.save_path;
+    // A server-named file goes where the first response named it, and replaces nothing
+    // unless the task asked for that.
+    let named = lock(&task.publish_as).clone();
+    let save = named.as_ref().unwrap_or(&task.spec.save_path);
+    let replace = !task.spec.name_from_server || task.spec.overwrite;
     let done = |task: &TaskState| {
         task.total.store(total, Ordering::Relaxed);
         task.downloaded.store(total, Ordering::Relaxed);
@@ -92,7 +96,7 @@ fn publish_task(
     {
         return Ok(()); // an earlier finalize, cut loose by a pause, got there first
     }
-    let part_path = storage::part_path(save);
+    let part_path = storage::part_path(&task.spec.save_path);
     let part = match part {
         Some(p) => p,
         None => PartFile::open_existing(&part_path).map_err(|e| {
@@ -132,8 +136,19 @@ fn publish_task(
             ));
         }
     }
-    publish::publish(part.into_file(), &part_path, save, durable)
-        .map_err(|e| Error::from_io("publishing the file", &e))?;
+    publish::publish(part.into_file(), &part_path, save, durable, replace).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::new(
+                ErrorCode::Io,
+                format!(
+                    "{} appeared during the download; not replacing it",
+                    save.display()
+                ),
+            )
+        } else {
+            Error::from_io("publishing the file", &e)
+        }
+    })?;
     {
         let _j = lock(&task.journal_lock);
         remove_journal(task);

@@ -44,6 +44,7 @@
 
 mod body;
 pub mod checksum;
+mod disposition;
 pub mod downloader;
 pub mod error;
 pub mod events;
@@ -57,6 +58,7 @@ mod publish;
 pub mod range;
 mod ranged;
 pub mod ratelimit;
+mod relink;
 pub mod remote;
 mod request;
 mod resume;

@@ -12,8 +12,10 @@
 //! new version is written; a resumed file the server no longer has the range of is
 //! `file_changed`; a file that ends before its first byte is empty.
 
+use reqwest::header::CONTENT_DISPOSITION;
 use url::Url;
 
+use crate::disposition::choose;
 use crate::error::{Error, ErrorCode, Result};
 use crate::journal::Validators;
 use crate::plan::piece_size;
@@ -57,7 +59,7 @@ pub(crate) async fn probe(
 ) -> Result<Answer> {
     let task = ctx.task;
     if whole_only {
-        return whole(source.open(conn, None, None).await?);
+        return whole_named(ctx, source.open(conn, None, None).await?);
     }
     let want = match resume {
         Some(r) => {
@@ -68,7 +70,11 @@ pub(crate) async fn probe(
         None => (0, ctx.cfg.chunk_size.max(1)),
     };
     let known = resume.map(|r| &r.validators);
-    match source.open(conn, Some(want), known).await? {
+    let opening = source.open(conn, Some(want), known).await?;
+    if let Opening::Ranged { body, .. } | Opening::Whole { body, .. } = &opening {
+        choose(ctx, body.header(CONTENT_DISPOSITION))?;
+    }
+    match opening {
         Opening::Ranged {
             total,
             validators,
@@ -112,9 +118,17 @@ pub(crate) async fn probe(
             if total == Some(0) {
                 return Ok(Answer::Empty);
             }
-            whole(source.open(conn, None, None).await?)
+            whole_named(ctx, source.open(conn, None, None).await?)
         }
     }
+}
+
+/// [`whole`], the file named from the answer first (`name_from_server`).
+fn whole_named(ctx: &FileCtx<'_>, opening: Opening<AnyBody>) -> Result<Answer> {
+    if let Opening::Whole { body, .. } = &opening {
+        choose(ctx, body.header(CONTENT_DISPOSITION))?;
+    }
+    whole(opening)
 }
 
 /// The answer to a request for the whole file.

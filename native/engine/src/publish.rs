@@ -33,8 +33,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Moves the finished `part` to `save_path` atomically. With `durable`, returns once
-/// the bytes and the rename are on stable storage.
-pub fn publish(part: File, part_path: &Path, save_path: &Path, durable: bool) -> io::Result<()> {
+/// the bytes and the rename are on stable storage. Without `replace`, an existing file
+/// at `save_path` is left alone (`AlreadyExists`).
+pub fn publish(
+    part: File,
+    part_path: &Path,
+    save_path: &Path,
+    durable: bool,
+    replace: bool,
+) -> io::Result<()> {
     let grouped = if durable { sync_data(&part)? } else { None };
     // Only a grouped (Linux) publish keeps the file open across the rename, as the
     // descriptor for its `syncfs`; elsewhere it is closed first (Windows cannot rename
@@ -46,7 +53,14 @@ pub fn publish(part: File, part_path: &Path, save_path: &Path, durable: bool) ->
             None
         }
     };
-    std::fs::rename(part_path, save_path)?;
+    if replace {
+        std::fs::rename(part_path, save_path)?;
+    } else {
+        // A hard link is created only where no name exists (atomically, unlike a check
+        // before a rename); the part file's name then goes.
+        std::fs::hard_link(part_path, save_path)?;
+        let _ = std::fs::remove_file(part_path);
+    }
     if durable {
         // A failure here does not undo the publish that happened, so it is not the
         // task's failure. A small file's rename rides on the next group sync (a
@@ -250,7 +264,7 @@ mod tests {
                 let dir = dir.clone();
                 std::thread::spawn(move || {
                     let (f, from, to) = part(&dir, i);
-                    publish(f, &from, &to, true)
+                    publish(f, &from, &to, true, true)
                 })
             })
             .collect();
@@ -278,7 +292,7 @@ mod tests {
                     let dir = dir.clone();
                     std::thread::spawn(move || {
                         let (f, from, to) = part(&dir, wave * 100 + i);
-                        publish(f, &from, &to, true)
+                        publish(f, &from, &to, true, true)
                     })
                 })
                 .collect();
@@ -286,7 +300,7 @@ mod tests {
                 t.join().unwrap().unwrap();
             }
             let (f, from, to) = part(&dir, wave * 100 + 99);
-            publish(f, &from, &to, true).unwrap();
+            publish(f, &from, &to, true, true).unwrap();
         }
         assert_eq!(std::fs::read_dir(&*dir).unwrap().count(), 27);
         std::fs::remove_dir_all(&*dir).unwrap();
@@ -297,9 +311,9 @@ mod tests {
         let dir = Arc::new(scratch("fail"));
         let (f, from, _) = part(&dir, 0);
         let missing_folder = dir.join("no-such-folder").join("f0");
-        let bad = std::thread::spawn(move || publish(f, &from, &missing_folder, true));
+        let bad = std::thread::spawn(move || publish(f, &from, &missing_folder, true, true));
         let (g, from1, to1) = part(&dir, 1);
-        let good = publish(g, &from1, &to1, true);
+        let good = publish(g, &from1, &to1, true, true);
         assert!(bad.join().unwrap().is_err());
         good.unwrap();
         assert_eq!(std::fs::read_to_string(&to1).unwrap(), "file 1");
@@ -310,8 +324,22 @@ mod tests {
     fn non_durable_publish_is_a_rename() {
         let dir = scratch("plain");
         let (f, from, to) = part(&dir, 0);
-        publish(f, &from, &to, false).unwrap();
+        publish(f, &from, &to, false, true).unwrap();
         assert_eq!(std::fs::read_to_string(&to).unwrap(), "file 0");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_publish_without_replace_leaves_an_existing_file_alone() {
+        let dir = scratch("noreplace");
+        let (f, from, to) = part(&dir, 0);
+        std::fs::write(&to, b"theirs").unwrap();
+        let e = publish(f, &from, &to, false, false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&to).unwrap(), b"theirs");
+        std::fs::remove_file(&to).unwrap();
+        let f = File::open(&from).unwrap();
+        publish(f, &from, &to, false, false).unwrap();
+        assert!(!from.exists() && to.exists());
     }
 }

@@ -21,6 +21,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::finalize::{finalize, writeback};
 use crate::journal::Validators;
 use crate::plan::{Lease, MIN_SPLIT, Next, Plan, piece_size};
+use crate::relink::{Link, Renewal};
 use crate::request::{Connection, FileCtx, connection};
 use crate::resume::journaler;
 use crate::retry::{FileBudget, RangeStep, Streak, after_range_failure};
@@ -32,8 +33,8 @@ use crate::verify::prefix_hasher;
 /// Shared by the connections of one ranged file.
 struct RangeCtx<'a> {
     file: &'a FileCtx<'a>,
-    /// The file's source at the URL the probe's bytes came from.
-    source: AnySource<'a>,
+    /// Where ranges go: the URL the probe's bytes came from, renewed when it expires.
+    link: Link<'a>,
     total: u64,
     validators: Validators,
     part: PartFile,
@@ -102,7 +103,7 @@ pub(crate) async fn transfer<'a>(
         .max(1);
     let rctx = RangeCtx {
         file: ctx,
-        source: source.at(&final_url),
+        link: Link::new(ctx, source, &final_url),
         total,
         validators,
         part,
@@ -241,21 +242,44 @@ async fn fetch_lease(
         let result = match pre.take() {
             Some((resp, end, conn)) => stream_range(ctx, lease, resp, end, conn).await,
             None => {
+                let (generation, source) = ctx.link.current();
                 // A host that asked for a pause gets no request before its time.
-                f.shared.hosts.wait(ctx.source.url()).await;
+                f.shared.hosts.wait(source.url()).await;
                 let conn = connection(f.shared, &f.client).await?;
                 let asked =
-                    ctx.source
-                        .range(&conn, lease.pos(), lease.end(), ctx.total, &ctx.validators);
+                    source.range(&conn, lease.pos(), lease.end(), ctx.total, &ctx.validators);
                 match asked.await {
-                    Ok((resp, end)) => stream_range(ctx, lease, resp, end, conn).await,
+                    Ok((resp, end)) => {
+                        ctx.link.served(generation);
+                        stream_range(ctx, lease, resp, end, conn).await
+                    }
+                    // An expired link: the link renews it (once for all connections).
+                    Err(e) if ctx.link.may_renew(&e) => {
+                        let renewed = ctx.link.renew(
+                            generation,
+                            e,
+                            &conn,
+                            lease.pos(),
+                            lease.end(),
+                            ctx.total,
+                            &ctx.validators,
+                        );
+                        match renewed.await {
+                            // Not a failure of this range: ask again on the new link.
+                            Ok(Renewal::Replaced) => continue,
+                            Ok(Renewal::Body(resp, end)) => {
+                                stream_range(ctx, lease, resp, end, conn).await
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
                     Err(e) => Err(e),
                 }
             }
         };
         let Err(e) = result else { continue };
         if let Some(wait) = e.retry_after {
-            f.shared.hosts.hold(ctx.source.url(), wait);
+            f.shared.hosts.hold(ctx.link.current().1.url(), wait);
         }
         if lease.pos() > before {
             streak.progressed();

@@ -83,6 +83,9 @@ fn task_info(t: &TaskState, total: usize) -> TaskInfo {
         show_name: t.spec.show_name.clone(),
         index: t.index,
         total,
+        saved_as: lock(&t.publish_as)
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
     }
 }
 

@@ -137,6 +137,9 @@ pub(crate) struct TaskState {
     pub file: Mutex<Option<FileState>>,
     /// Size of the file this downloader published at `save_path`, if any.
     pub published: Mutex<Option<u64>>,
+    /// Where the file is published instead of `save_path` (`name_from_server`), chosen
+    /// from the first response of the attempt.
+    pub publish_as: Mutex<Option<std::path::PathBuf>>,
     /// Held while a journal is synced and written, and while the file state is reset,
     /// so a stale snapshot never lands on disk after a reset.
     pub journal_lock: Mutex<()>,
@@ -272,6 +275,7 @@ impl Shared {
                     announced: AtomicBool::new(false),
                     file: Mutex::new(None),
                     published: Mutex::new(None),
+                    publish_as: Mutex::new(None),
                     journal_lock: Mutex::new(()),
                     journal_on_disk: AtomicBool::new(false),
                     finalize_lock: Mutex::new(()),

@@ -21,6 +21,12 @@ pub struct TaskSpec {
     /// Per-task headers; they override the downloader-wide ones of the same name.
     pub headers: Vec<(String, String)>,
     pub checksum: Option<Checksum>,
+    /// Name the file from the server's `Content-Disposition` (in `save_path`'s folder;
+    /// `save_path` itself when the server names none); the file then never replaces an
+    /// existing one unless `overwrite`. Task keys `name_from_server`, `overwrite`.
+    pub name_from_server: bool,
+    /// With `name_from_server`: an existing file of that name may be replaced.
+    pub overwrite: bool,
 }
 
 /// Parses the task array. `expected` is the caller's `task_count`, when it gave one.
@@ -113,7 +119,18 @@ fn parse_task(obj: &Map<String, Value>) -> Result<TaskSpec> {
         id,
         headers,
         checksum,
+        name_from_server: bool_key(obj, "name_from_server")?,
+        overwrite: bool_key(obj, "overwrite")?,
     })
+}
+
+/// An optional boolean key: absent or null is false.
+fn bool_key(obj: &Map<String, Value>, key: &str) -> Result<bool> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(Error::invalid(format!("\"{key}\" must be true or false"))),
+    }
 }
 
 /// `out/` or `out/.`: the path's components name the folder `out` (so `file_name` says

@@ -114,6 +114,15 @@ pub(crate) enum AnyBody {
     Web(crate::http::Response),
 }
 
+impl AnyBody {
+    /// A header of the response the body belongs to (a file name the server proposes).
+    pub fn header(&self, name: reqwest::header::HeaderName) -> Option<&str> {
+        match self {
+            AnyBody::Web(r) => crate::http::header_str(r.headers(), name),
+        }
+    }
+}
+
 impl Body for AnyBody {
     async fn chunk(&mut self) -> Result<Option<Bytes>> {
         match self {

@@ -221,6 +221,73 @@ impl Source for WebSource<'_> {
                 "the server refused a range inside the file (file changed?)",
             ));
         }
-        Err(http::status_error(&resp))
+        Err(refusal(resp).await)
+    }
+}
+
+/// Most of an error body read to recognise an expired request (object stores explain
+/// it in a small XML or JSON document).
+const EXPIRY_BODY_MAX: usize = 4096;
+
+/// The error for a failed range answer, marked `refused` when it says the URL no longer
+/// grants access: 401, 403 and 410 always (a signed link that expired answers one of
+/// them: S3 and Azure 403, others 401 or 410), and a 400 whose body says the request
+/// expired (Google Cloud Storage's `ExpiredToken`, S3's "Request has expired").
+async fn refusal(mut resp: Response) -> Error {
+    let mut err = http::status_error(&resp);
+    err.refused = match resp.status().as_u16() {
+        401 | 403 | 410 => true,
+        400 => says_expired(&mut resp).await,
+        _ => false,
+    };
+    err
+}
+
+/// Reads up to [`EXPIRY_BODY_MAX`] bytes of an error body (for a second at most: the
+/// body is a hint, never worth a stall) and looks for an expiry.
+async fn says_expired(resp: &mut Response) -> bool {
+    let mut seen = Vec::new();
+    let read = async {
+        while seen.len() < EXPIRY_BODY_MAX {
+            match resp.chunk().await {
+                Ok(Some(b)) => seen.extend_from_slice(&b[..b.len().min(EXPIRY_BODY_MAX)]),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
+    body_says_expired(&seen)
+}
+
+/// True when an error body reads like an expired signature or token.
+pub(crate) fn body_says_expired(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    [
+        "expiredtoken",
+        "request has expired",
+        "token has expired",
+        "signature expired",
+        "url has expired",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::body_says_expired;
+
+    #[test]
+    fn recognises_expiry_bodies() {
+        assert!(body_says_expired(
+            b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+        ));
+        assert!(body_says_expired(
+            b"<Error><Code>ExpiredToken</Code></Error>"
+        ));
+        assert!(!body_says_expired(
+            b"<Error><Code>InvalidArgument</Code></Error>"
+        ));
+        assert!(!body_says_expired(b""));
     }
 }
