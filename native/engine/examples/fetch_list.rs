@@ -72,6 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             id: i.to_string(),
             headers: Vec::new(),
             checksum: None,
+            max_connections_per_host: None,
             url,
         });
     }

@@ -86,6 +86,9 @@ pub struct Error {
     pub transient: bool,
     /// A server-requested wait (`Retry-After`), when there was one.
     pub retry_after: Option<Duration>,
+    /// The server pushed back on load: 429, 503, or a connection refused or reset before
+    /// an answer. `pushback` lowers that host's connection limit.
+    pub pushback: bool,
 }
 
 impl Error {
@@ -95,6 +98,7 @@ impl Error {
             message: message.into(),
             transient: false,
             retry_after: None,
+            pushback: false,
         }
     }
 

@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::finalize::{finalize, writeback};
 use crate::journal::Validators;
 use crate::plan::{Lease, MIN_SPLIT, Plan, piece_size};
+use crate::pushback::HostPermit;
 use crate::request::{Connection, FileCtx, connection};
 use crate::resume::journaler;
 use crate::retry::{FileBudget, RangeStep, Streak, after_range_failure};
@@ -49,6 +50,7 @@ pub(crate) async fn transfer<'a>(
     first: (u64, u64),
     first_resp: AnyBody,
     conn: Connection,
+    permit: HostPermit,
 ) -> Result<()> {
     let task = ctx.task;
     let (missing, fresh) = {
@@ -87,13 +89,14 @@ pub(crate) async fn transfer<'a>(
         part.set_len(total)
             .map_err(|e| Error::from_io("sizing the part file", &e))?;
     }
-    let piece = piece_size(total, ctx.cfg.chunk_size, ctx.cfg.connections);
+    let piece = piece_size(total, ctx.cfg.chunk_size, ctx.host_ceiling());
     let plan = Plan::new(&missing, piece);
     let lease0 = plan.adopt(first.0, first.1);
     let remaining: u64 = missing.iter().map(|(s, e)| e - s).sum();
+    // As many workers as the host may ever get: those beyond its learned limit wait for
+    // room (`pushback`) instead of sending requests it would refuse.
     let workers = ctx
-        .cfg
-        .connections
+        .host_ceiling()
         .min(remaining.div_ceil(MIN_SPLIT) as usize)
         .max(1);
     let rctx = RangeCtx {
@@ -109,7 +112,7 @@ pub(crate) async fn transfer<'a>(
     pool.push(worker(
         &rctx,
         &budget,
-        Some((lease0, first_resp, first.1, conn)),
+        Some((lease0, first_resp, first.1, conn, permit)),
     ));
     for _ in 1..workers {
         pool.push(worker(&rctx, &budget, None));
@@ -161,7 +164,7 @@ pub(crate) async fn transfer<'a>(
     finalize(ctx, Some(rctx.part), total).await
 }
 
-type FirstResponse = (Lease, AnyBody, u64, Connection);
+type FirstResponse = (Lease, AnyBody, u64, Connection, HostPermit);
 
 /// How a worker stopped (other than with an error that ends the file).
 enum WorkerEnd {
@@ -171,55 +174,99 @@ enum WorkerEnd {
     HandedBack(Error),
 }
 
-/// One connection's loop: take a lease, fetch it, repeat until the plan is drained.
+/// How a lease ended.
+enum LeaseEnd {
+    Done,
+    /// The host pushed back and is over its limit: the bytes go back to the plan and
+    /// the worker waits for room.
+    StepAside,
+    /// Out of retries (the error says why).
+    HandBack(Error),
+}
+
+/// One connection's loop: wait for room at the host, take a lease, fetch it, repeat
+/// until the plan is drained. The room is taken before the lease, so a waiting worker
+/// holds no bytes others could fetch.
 async fn worker(
     ctx: &RangeCtx<'_>,
     budget: &FileBudget,
     first: Option<FirstResponse>,
 ) -> Result<WorkerEnd> {
+    let f = ctx.file;
     let mut first = first;
+    let mut room: Option<HostPermit> = None;
     let mut prev_end = None;
     loop {
-        let (lease, pre) = match first.take() {
-            Some((lease, resp, end, conn)) => (lease, Some((resp, end, conn))),
-            None => match ctx.plan.next_after(prev_end) {
-                Some(l) => (l, None),
-                None => return Ok(WorkerEnd::Drained),
-            },
+        let (lease, pre, mut permit) = match first.take() {
+            Some((lease, resp, end, conn, permit)) => (lease, Some((resp, end, conn)), permit),
+            None => {
+                let permit = match room.take() {
+                    Some(p) => p,
+                    None => {
+                        f.shared
+                            .limits
+                            .acquire(ctx.source.url(), f.host_ceiling())
+                            .await
+                    }
+                };
+                match ctx.plan.next_after(prev_end) {
+                    Some(l) => (l, None, permit),
+                    None => return Ok(WorkerEnd::Drained),
+                }
+            }
         };
-        if let Some(e) = fetch_lease(ctx, budget, &lease, pre).await? {
-            ctx.plan.release(&lease);
-            let f = ctx.file;
-            f.shared.task_msg(
-                f.task,
-                format!(
-                    "Bytes {}-{} handed back to the other connections: {}",
-                    lease.pos(),
-                    lease.end().saturating_sub(1).max(lease.pos()),
-                    e.message
-                ),
-            );
-            return Ok(WorkerEnd::HandedBack(e));
-        }
-        prev_end = Some(lease.end());
+        let e = match fetch_lease(ctx, budget, &lease, pre, &mut permit).await? {
+            LeaseEnd::Done => {
+                room = Some(permit);
+                prev_end = Some(lease.end());
+                continue;
+            }
+            LeaseEnd::StepAside => {
+                ctx.plan.release(&lease);
+                drop(permit); // room for the host's other requests
+                prev_end = None;
+                continue;
+            }
+            LeaseEnd::HandBack(e) => e,
+        };
+        ctx.plan.release(&lease);
+        f.shared.task_msg(
+            f.task,
+            format!(
+                "Bytes {}-{} handed back to the other connections: {}",
+                lease.pos(),
+                lease.end().saturating_sub(1).max(lease.pos()),
+                e.message
+            ),
+        );
+        return Ok(WorkerEnd::HandedBack(e));
     }
 }
 
-/// Fetches a lease to its end, retrying under the retry policy. `Some(error)`: the range
-/// ran out of retries and is to be handed back.
+/// Fetches a lease to its end, retrying under the retry policy; `permit` is the worker's
+/// room at the host, told how each request was answered.
 async fn fetch_lease(
     ctx: &RangeCtx<'_>,
     budget: &FileBudget,
     lease: &Lease,
     pre: Option<(AnyBody, u64, Connection)>,
-) -> Result<Option<Error>> {
+    permit: &mut HostPermit,
+) -> Result<LeaseEnd> {
     let f = ctx.file;
     let mut pre = pre;
     let mut streak = Streak::new(f.cfg.retry);
     while lease.remaining() > 0 {
         let before = lease.pos();
+        if pre.is_none() && permit.over_limit() {
+            // Lowered while this range waited to retry: room for the others first.
+            return Ok(LeaseEnd::StepAside);
+        }
+        let sent = permit.sent();
         let result = match pre.take() {
-            Some((resp, end, conn)) => stream_range(ctx, lease, resp, end, conn).await,
+            Some((resp, end, conn)) => {
+                permit.answered();
+                stream_range(ctx, lease, resp, end, conn).await
+            }
             None => {
                 // A host that asked for a pause gets no request before its time.
                 f.shared.hosts.wait(ctx.source.url()).await;
@@ -228,7 +275,10 @@ async fn fetch_lease(
                     ctx.source
                         .range(&conn, lease.pos(), lease.end(), ctx.total, &ctx.validators);
                 match asked.await {
-                    Ok((resp, end)) => stream_range(ctx, lease, resp, end, conn).await,
+                    Ok((resp, end)) => {
+                        permit.answered();
+                        stream_range(ctx, lease, resp, end, conn).await
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -236,6 +286,25 @@ async fn fetch_lease(
         let Err(e) = result else { continue };
         if let Some(wait) = e.retry_after {
             f.shared.hosts.hold(ctx.source.url(), wait);
+        }
+        if !e.pushback {
+            permit.failed();
+        } else {
+            let pb = permit.pushed_back(sent);
+            if let Some(limit) = pb.lowered_to {
+                f.shared.task_msg(
+                    f.task,
+                    format!(
+                        "{}: at most {limit} connections to this host now",
+                        e.message
+                    ),
+                );
+            }
+            if pb.step_aside {
+                // Over the host's (lowered) limit: not this range's failure, no retry spent.
+                f.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+                return Ok(LeaseEnd::StepAside);
+            }
         }
         if lease.pos() > before {
             streak.progressed();
@@ -257,7 +326,7 @@ async fn fetch_lease(
                 );
                 tokio::time::sleep(wait).await;
             }
-            RangeStep::HandBack => return Ok(Some(e)),
+            RangeStep::HandBack => return Ok(LeaseEnd::HandBack(e)),
             RangeStep::Fail => {
                 let mut e = e;
                 if e.transient {
@@ -270,7 +339,7 @@ async fn fetch_lease(
             }
         }
     }
-    Ok(None)
+    Ok(LeaseEnd::Done)
 }
 
 /// Streams a 206 body for `[lease.pos(), promised_end)` into the part file.
