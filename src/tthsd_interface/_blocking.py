@@ -74,6 +74,7 @@ def download(
     timeouts: float | tuple[float, float] | None = None,
     durable: bool = True,
     dll_path: str | os.PathLike[str] | None = None,
+    max_connections_per_host: int | None = None,
 ) -> list[FileResult]:
     """Download ``urls`` to ``save_paths`` and block until every file ended.
 
@@ -84,7 +85,9 @@ def download(
     ``progress``: True for progress bars on standard error, or a callable receiving each
     :class:`DownloadEvent` (on the dispatcher thread).  ``speed_limit``: bytes per second
     or ``"10M"``; ``retries``: retries per range; ``timeouts``: seconds, one number or
-    ``(connect, read)``; ``durable=False`` skips the fsyncs (see docs/tuning.md).
+    ``(connect, read)``; ``durable=False`` skips the fsyncs (see docs/tuning.md);
+    ``max_connections_per_host``: at most that many requests to one host at once (the
+    core also goes lower on its own while a host answers 429/503, see docs/tuning.md).
 
     Returns one :class:`FileResult` per file, in order.  Raises :class:`DownloadError`
     listing every failed file and its error code, :class:`DownloadRefusedError` when the
@@ -95,7 +98,7 @@ def download(
         urls, save_paths, connections=connections, chunk_size_mb=chunk_size_mb,
         parallel=parallel, headers=headers, checksums=checksums, show_names=show_names,
         user_agent=user_agent, proxy=proxy, speed_limit=speed_limit, retries=retries,
-        timeouts=timeouts, durable=durable,
+        timeouts=timeouts, durable=durable, max_connections_per_host=max_connections_per_host,
     )  # fmt: skip
     return run_blocking(request, progress, dll_path)
 

@@ -67,11 +67,13 @@ def build_tasks(
     show_names: Sequence[str] | None = None,
     ids: Sequence[str] | None = None,
     checksums: Sequence[str | None] | None = None,
-) -> list[dict[str, str]]:
+    max_connections_per_host: int | None = None,
+) -> list[dict[str, str | int]]:
     """The ``tasks_json`` array of ABI.md section 2, validated.
 
-    Raises ``ValueError`` when the lists differ in length and ``TypeError`` for a bare
-    string where a list is expected.
+    ``max_connections_per_host`` (1 to 4096) goes into every task.  Raises ``ValueError``
+    when the lists differ in length and ``TypeError`` for a bare string where a list is
+    expected.
     """
     if isinstance(urls, (str, bytes)):
         raise TypeError("urls must be a list of URLs, not a single string")
@@ -92,17 +94,31 @@ def build_tasks(
     names = _str_list("show_names", show_names, len(url_list))
     task_ids = _str_list("ids", ids, len(url_list))
     sums = _str_list("checksums", checksums, len(url_list))
-    tasks: list[dict[str, str]] = []
+    per_host = host_cap(max_connections_per_host)
+    tasks: list[dict[str, str | int]] = []
     for i, (url, path) in enumerate(zip(url_list, path_list)):
-        task = {"url": url, "save_path": path}
+        task: dict[str, str | int] = {"url": url, "save_path": path}
         if names is not None and names[i] is not None:
             task["show_name"] = str(names[i])
         if task_ids is not None and task_ids[i] is not None:
             task["id"] = str(task_ids[i])
         if sums is not None and sums[i] is not None:
             task["checksum"] = str(sums[i])
+        if per_host is not None:
+            task["max_connections_per_host"] = per_host
         tasks.append(task)
     return tasks
+
+
+def host_cap(value: int | None) -> int | None:
+    """``max_connections_per_host`` checked: None, or an int from 1 to 4096."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_connections_per_host must be an int, got {type(value).__name__}")
+    if not 1 <= value <= 4096:
+        raise ValueError(f"max_connections_per_host must be from 1 to 4096, got {value}")
+    return value
 
 
 def _headers_json(headers: Mapping[str, str] | None) -> str | None:
@@ -213,12 +229,15 @@ class TTHSDownloader:
         show_names: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
         checksums: Sequence[str | None] | None = None,
+        max_connections_per_host: int | None = None,
     ) -> int:
         """Create a downloader for ``urls`` → ``save_paths`` and start it at once.
 
         ``is_multiple`` true runs the tasks at the same time, otherwise one after another.
         Keyword-only: ``headers`` sent on every request, per-task ``show_names``, ``ids``
-        and ``checksums`` (``"sha256:<hex>"`` or ``"md5:<hex>"``).
+        and ``checksums`` (``"sha256:<hex>"`` or ``"md5:<hex>"``), and
+        ``max_connections_per_host``: at most that many requests to one host at once
+        (default ``thread_count``; the core goes lower while a host pushes back).
 
         Returns the downloader id (> 0), or -1 when the core refused (the reason is
         logged).  Raises ``ValueError`` when the lists differ in length.
@@ -226,7 +245,7 @@ class TTHSDownloader:
         return self._create(
             urls, save_paths, thread_count, chunk_size_mb, callback, use_callback_url,
             user_agent, remote_callback_url, use_socket, is_multiple, headers, show_names,
-            ids, checksums, start=True,
+            ids, checksums, max_connections_per_host, start=True,
         )  # fmt: skip
 
     def get_downloader(
@@ -245,6 +264,7 @@ class TTHSDownloader:
         show_names: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
         checksums: Sequence[str | None] | None = None,
+        max_connections_per_host: int | None = None,
     ) -> int:
         """Like :meth:`start_download` but only create the downloader.
 
@@ -254,7 +274,7 @@ class TTHSDownloader:
         return self._create(
             urls, save_paths, thread_count, chunk_size_mb, callback, use_callback_url,
             user_agent, remote_callback_url, use_socket, None, headers, show_names, ids,
-            checksums, start=False,
+            checksums, max_connections_per_host, start=False,
         )  # fmt: skip
 
     def _create(
@@ -273,10 +293,14 @@ class TTHSDownloader:
         show_names: Sequence[str] | None,
         ids: Sequence[str] | None,
         checksums: Sequence[str | None] | None,
+        max_connections_per_host: int | None,
         *,
         start: bool,
     ) -> int:
-        tasks = build_tasks(urls, save_paths, show_names=show_names, ids=ids, checksums=checksums)
+        tasks = build_tasks(
+            urls, save_paths, show_names=show_names, ids=ids, checksums=checksums,
+            max_connections_per_host=max_connections_per_host,
+        )  # fmt: skip
         tasks_json = json.dumps(tasks, ensure_ascii=False)
         headers_json = _headers_json(headers)
         _int_arg("thread_count", thread_count)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from ._downloader import TTHSDownloader
+from ._downloader import TTHSDownloader, host_cap
 from ._errors import DownloadRefusedError
 from ._types import Callback
 from ._units import parse_rate
@@ -79,6 +79,7 @@ class DownloadRequest:
     retries: int | None = None
     timeouts_ms: tuple[int, int] | None = None
     durable: bool = True
+    max_connections_per_host: int | None = None
 
     def __repr__(self) -> str:
         return f"<DownloadRequest {len(self.urls)} file(s), {self.connections} connections>"
@@ -102,6 +103,7 @@ class DownloadRequest:
         timeouts: float | tuple[float, float] | None = None,
         durable: bool = True,
         ids: Sequence[str] | None = None,
+        max_connections_per_host: int | None = None,
     ) -> DownloadRequest:
         url_list: list[str] = _as_list("urls", urls, (str,))
         for url in url_list:
@@ -154,6 +156,7 @@ class DownloadRequest:
             retries=retries,
             timeouts_ms=_timeouts_ms(timeouts),
             durable=bool(durable),
+            max_connections_per_host=host_cap(max_connections_per_host),
         )
 
     def names(self) -> tuple[str, ...]:
@@ -191,6 +194,7 @@ def create_downloader(dl: TTHSDownloader, request: DownloadRequest, callback: Ca
         list(request.urls), list(request.paths), request.connections, request.chunk_size_mb,
         callback, user_agent=request.user_agent, headers=request.headers,
         show_names=request.show_names, ids=list(request.ids), checksums=checksums,
+        max_connections_per_host=request.max_connections_per_host,
     )  # fmt: skip
     if dl_id < 0:
         raise _refused(dl, "the core refused the download")

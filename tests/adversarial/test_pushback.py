@@ -5,10 +5,10 @@ download still completes byte-exact.
 The server is ours (``tests/support/server.py``) with a hook that serves at most N
 requests at once, as nginx's ``limit_conn`` counts them (a connection counts while a
 request on it is being answered), and refuses the rest. At each arrival the hook
-counts the requests the server is answering (the new one included). After the first seconds (the engine starts at
-``thread_count``, halving per round of refusals) no arrival may find more than N + 1 in
-flight: N served plus the one probe of the limit the engine makes now and then. The
-statistics name the limit the engine settled on.
+counts the requests the server is answering (the new one included). After the first
+seconds (the engine starts at ``thread_count``, halving per round of refusals) no arrival
+may find more than N + 1 in flight: N served plus the one probe of the limit the engine
+makes now and then. The statistics name the limit the engine settled on.
 
 Each response is throttled so that the download lasts a few seconds at N connections.
 """
@@ -18,10 +18,11 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.abi.lib import Harness, Lib, MiB, task
+from tests.abi.lib import Harness, Lib, MiB, Run, task
 from tests.resume.helpers import outcome
 from tests.support.content import LiteralContent
 from tests.support.server import Headers, LoopbackServer, RequestRecord, Response
@@ -77,7 +78,7 @@ class ServeAtMost:
 
 
 def _download(tthsd: Harness, lib: Lib, srv: LoopbackServer, tmp_path: Path, threads: int,
-              status: int, **extra: object) -> tuple[object, ServeAtMost, float, str]:
+              status: int, **extra: Any) -> tuple[Run, ServeAtMost, float, str]:
     cap = ServeAtMost(N, status)
     res = srv.add("/f.bin", size=SIZE, etag='"v1"', throttle=THROTTLE, hook=cap)
     save = tmp_path / "f.bin"
@@ -153,3 +154,22 @@ def test_max_connections_per_host_must_be_a_sane_integer(
                              max_connections_per_host=bad)]).encode()
     assert lib.get_downloader(tasks, 1, 8, 1, None, False, None, None, None, None) == -1
     assert "max_connections_per_host" in lib.last_error()
+
+
+def test_download_passes_the_cap_and_completes_against_a_host_that_pushes_back(
+        http_server: LoopbackServer, lib_path: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    import tthsd_interface
+
+    cap = ServeAtMost(N, 503)
+    res = http_server.add("/d.bin", size=8 * MiB + 5, etag='"d"', throttle=4 * MiB, hook=cap)
+    save = tmp_path / "d.bin"
+    (result,) = tthsd_interface.download(
+        res.url, save, connections=16, chunk_size_mb=1, max_connections_per_host=6,
+        durable=False, dll_path=lib_path,
+    )  # fmt: skip
+    assert result.bytes == res.size
+    assert hashlib.sha256(save.read_bytes()).hexdigest() == res.body.sha256()
+    peak = max(busy for _, busy in cap.busy_after(0.0))
+    assert cap.refused > 0 and peak <= 6, (cap.refused, peak)
