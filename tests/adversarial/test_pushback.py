@@ -173,3 +173,24 @@ def test_download_passes_the_cap_and_completes_against_a_host_that_pushes_back(
     assert hashlib.sha256(save.read_bytes()).hexdigest() == res.body.sha256()
     peak = max(busy for _, busy in cap.busy_after(0.0))
     assert cap.refused > 0 and peak <= 6, (cap.refused, peak)
+
+
+def test_the_limit_rises_again_once_the_host_stops_pushing_back(
+        tthsd: Harness, lib: Lib, http_server: LoopbackServer, tmp_path: Path) -> None:
+    cap = ServeAtMost(N, 503)
+    res = http_server.add("/r.bin", size=40 * MiB, etag='"r"', throttle=THROTTLE, hook=cap)
+    save = tmp_path / "r.bin"
+    run = tthsd.create([task(res.url, save, id="t")], threads=16, chunk_mb=1)
+    lifted = threading.Timer(2.0, lambda: setattr(cap, "n", 1000))
+    assert run.start() == 0
+    lifted.start()
+    try:
+        run.wait_end(90)
+    finally:
+        lifted.cancel()
+    assert outcome(run, save, res.body).success
+    hosts = run.stats()["hosts"]
+    late = cap.busy_after(3.5)
+    print(f"after the cap was lifted: {late}; hosts={hosts}")
+    assert hosts[0]["connection_limit"] >= N + 2, hosts
+    assert max(busy for _, busy in late) >= N + 2, late
