@@ -292,6 +292,7 @@ class AsyncDownloader:
         retries: int | None = None,
         timeouts: float | tuple[float, float] | None = None,
         durable: bool = True,
+        max_connections_per_host: int | None = None,
     ) -> AsyncDownload:
         """Create and start one downloader for ``urls`` → ``save_paths``.
 
@@ -305,6 +306,7 @@ class AsyncDownloader:
             parallel=parallel, headers=headers, checksums=checksums, show_names=show_names,
             user_agent=user_agent, proxy=proxy, speed_limit=speed_limit, retries=retries,
             timeouts=timeouts, durable=durable, ids=ids,
+            max_connections_per_host=max_connections_per_host,
         )  # fmt: skip
         on_progress, display = progress_handler(progress, request)
         handle = AsyncDownload(self._dl, request, loop, on_progress, display)
@@ -364,6 +366,7 @@ async def download_async(
     timeouts: float | tuple[float, float] | None = None,
     durable: bool = True,
     dll_path: str | os.PathLike[str] | None = None,
+    max_connections_per_host: int | None = None,
 ) -> list[FileResult]:
     """:func:`download` for asyncio: the same arguments and results, and it never blocks
     the event loop (``progress`` callables run on the loop).
@@ -376,6 +379,7 @@ async def download_async(
             parallel=parallel, headers=headers, checksums=checksums, progress=progress,
             show_names=show_names, user_agent=user_agent, proxy=proxy,
             speed_limit=speed_limit, retries=retries, timeouts=timeouts, durable=durable,
+            max_connections_per_host=max_connections_per_host,
         )  # fmt: skip
         return await handle.wait()
 

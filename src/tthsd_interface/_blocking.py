@@ -76,6 +76,7 @@ def download(
     dll_path: str | os.PathLike[str] | None = None,
     name_from_server: bool = False,
     overwrite: bool = False,
+    max_connections_per_host: int | None = None,
 ) -> list[FileResult]:
     """Download ``urls`` to ``save_paths`` and block until every file ended.
 
@@ -91,6 +92,8 @@ def download(
     (like ``curl -J``): a sanitised base name in its save path's folder (the save path
     itself when the server names none), never replacing an existing file unless
     ``overwrite=True``; the result's ``path`` is where the file went.
+    ``max_connections_per_host``: at most that many requests to one host at once (the
+    core also goes lower on its own while a host answers 429/503, see docs/tuning.md).
 
     Returns one :class:`FileResult` per file, in order.  Raises :class:`DownloadError`
     listing every failed file and its error code, :class:`DownloadRefusedError` when the
@@ -102,7 +105,7 @@ def download(
         parallel=parallel, headers=headers, checksums=checksums, show_names=show_names,
         user_agent=user_agent, proxy=proxy, speed_limit=speed_limit, retries=retries,
         timeouts=timeouts, durable=durable, name_from_server=name_from_server,
-        overwrite=overwrite,
+        overwrite=overwrite, max_connections_per_host=max_connections_per_host,
     )  # fmt: skip
     return run_blocking(request, progress, dll_path)
 

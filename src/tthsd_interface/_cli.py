@@ -79,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
         help="most connections at once, over all files (default 64; 16 for --demo)",
     )  # fmt: skip
     p.add_argument(
+        "--max-connections-per-host", type=int, metavar="N",
+        help="most requests to one host at once (default: -x); fewer are used on their own "
+        "while a host answers 429/503 or refuses connections",
+    )  # fmt: skip
+    p.add_argument(
         "-k", "--chunk-size", type=int, metavar="MB",
         help="size of the ranges files are cut into, in MiB (default 10; 1 for --demo)",
     )  # fmt: skip
@@ -257,6 +262,7 @@ def _request(
         "durable": not args.no_durable,
         "name_from_server": args.remote_header_name,
         "overwrite": args.overwrite,
+        "max_connections_per_host": args.max_connections_per_host,
     }
     options.update(extra)
     try:

@@ -69,11 +69,13 @@ def build_tasks(
     checksums: Sequence[str | None] | None = None,
     name_from_server: bool = False,
     overwrite: bool = False,
-) -> list[dict[str, str | bool]]:
-    """The ``tasks_json`` array of ABI.md section 2, validated.  ``name_from_server``
-    and ``overwrite`` set the optional keys of the same names on every task (our core:
-    the file is named by the server's ``Content-Disposition``, see docs/python-api.md).
+    max_connections_per_host: int | None = None,
+) -> list[dict[str, str | bool | int]]:
+    """The ``tasks_json`` array of ABI.md section 2, validated.
 
+    ``name_from_server`` and ``overwrite`` set the optional keys of the same names on
+    every task (our core: the file is named by the server's ``Content-Disposition``, see
+    docs/python-api.md); ``max_connections_per_host`` (1 to 4096) goes into every task.
     Raises ``ValueError`` when the lists differ in length and ``TypeError`` for a bare
     string where a list is expected.
     """
@@ -96,9 +98,10 @@ def build_tasks(
     names = _str_list("show_names", show_names, len(url_list))
     task_ids = _str_list("ids", ids, len(url_list))
     sums = _str_list("checksums", checksums, len(url_list))
-    tasks: list[dict[str, str | bool]] = []
+    per_host = host_cap(max_connections_per_host)
+    tasks: list[dict[str, str | bool | int]] = []
     for i, (url, path) in enumerate(zip(url_list, path_list)):
-        task: dict[str, str | bool] = {"url": url, "save_path": path}
+        task: dict[str, str | bool | int] = {"url": url, "save_path": path}
         if names is not None and names[i] is not None:
             task["show_name"] = str(names[i])
         if task_ids is not None and task_ids[i] is not None:
@@ -109,8 +112,21 @@ def build_tasks(
             task["name_from_server"] = True
             if overwrite:
                 task["overwrite"] = True
+        if per_host is not None:
+            task["max_connections_per_host"] = per_host
         tasks.append(task)
     return tasks
+
+
+def host_cap(value: int | None) -> int | None:
+    """``max_connections_per_host`` checked: None, or an int from 1 to 4096."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_connections_per_host must be an int, got {type(value).__name__}")
+    if not 1 <= value <= 4096:
+        raise ValueError(f"max_connections_per_host must be from 1 to 4096, got {value}")
+    return value
 
 
 def _headers_json(headers: Mapping[str, str] | None) -> str | None:
@@ -223,6 +239,7 @@ class TTHSDownloader:
         checksums: Sequence[str | None] | None = None,
         name_from_server: bool = False,
         overwrite: bool = False,
+        max_connections_per_host: int | None = None,
     ) -> int:
         """Create a downloader for ``urls`` → ``save_paths`` and start it at once.
 
@@ -231,7 +248,9 @@ class TTHSDownloader:
         and ``checksums`` (``"sha256:<hex>"`` or ``"md5:<hex>"``); ``name_from_server``
         names each file from the server's ``Content-Disposition`` (a safe base name in
         its ``save_path``'s folder, never replacing an existing file unless
-        ``overwrite``).
+        ``overwrite``); ``max_connections_per_host``: at most that many requests to one
+        host at once (default ``thread_count``; the core goes lower while a host pushes
+        back).
 
         Returns the downloader id (> 0), or -1 when the core refused (the reason is
         logged).  Raises ``ValueError`` when the lists differ in length.
@@ -239,7 +258,8 @@ class TTHSDownloader:
         return self._create(
             urls, save_paths, thread_count, chunk_size_mb, callback, use_callback_url,
             user_agent, remote_callback_url, use_socket, is_multiple, headers, show_names,
-            ids, checksums, start=True, naming=(name_from_server, overwrite),
+            ids, checksums, max_connections_per_host, start=True,
+            naming=(name_from_server, overwrite),
         )  # fmt: skip
 
     def get_downloader(
@@ -260,6 +280,7 @@ class TTHSDownloader:
         checksums: Sequence[str | None] | None = None,
         name_from_server: bool = False,
         overwrite: bool = False,
+        max_connections_per_host: int | None = None,
     ) -> int:
         """Like :meth:`start_download` but only create the downloader.
 
@@ -269,7 +290,8 @@ class TTHSDownloader:
         return self._create(
             urls, save_paths, thread_count, chunk_size_mb, callback, use_callback_url,
             user_agent, remote_callback_url, use_socket, None, headers, show_names, ids,
-            checksums, start=False, naming=(name_from_server, overwrite),
+            checksums, max_connections_per_host, start=False,
+            naming=(name_from_server, overwrite),
         )  # fmt: skip
 
     def _create(
@@ -288,6 +310,7 @@ class TTHSDownloader:
         show_names: Sequence[str] | None,
         ids: Sequence[str] | None,
         checksums: Sequence[str | None] | None,
+        max_connections_per_host: int | None,
         *,
         start: bool,
         naming: tuple[bool, bool] = (False, False),
@@ -295,6 +318,7 @@ class TTHSDownloader:
         tasks = build_tasks(
             urls, save_paths, show_names=show_names, ids=ids, checksums=checksums,
             name_from_server=naming[0], overwrite=naming[1],
+            max_connections_per_host=max_connections_per_host,
         )  # fmt: skip
         tasks_json = json.dumps(tasks, ensure_ascii=False)
         headers_json = _headers_json(headers)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from ._downloader import TTHSDownloader
+from ._downloader import TTHSDownloader, host_cap
 from ._errors import DownloadRefusedError
 from ._types import Callback
 from ._units import parse_rate
@@ -81,6 +81,7 @@ class DownloadRequest:
     durable: bool = True
     name_from_server: bool = False
     overwrite: bool = False
+    max_connections_per_host: int | None = None
 
     def __repr__(self) -> str:
         return f"<DownloadRequest {len(self.urls)} file(s), {self.connections} connections>"
@@ -106,6 +107,7 @@ class DownloadRequest:
         ids: Sequence[str] | None = None,
         name_from_server: bool = False,
         overwrite: bool = False,
+        max_connections_per_host: int | None = None,
     ) -> DownloadRequest:
         url_list: list[str] = _as_list("urls", urls, (str,))
         for url in url_list:
@@ -160,6 +162,7 @@ class DownloadRequest:
             durable=bool(durable),
             name_from_server=bool(name_from_server),
             overwrite=bool(overwrite),
+            max_connections_per_host=host_cap(max_connections_per_host),
         )
 
     def names(self) -> tuple[str, ...]:
@@ -198,6 +201,7 @@ def create_downloader(dl: TTHSDownloader, request: DownloadRequest, callback: Ca
         callback, user_agent=request.user_agent, headers=request.headers,
         show_names=request.show_names, ids=list(request.ids), checksums=checksums,
         name_from_server=request.name_from_server, overwrite=request.overwrite,
+        max_connections_per_host=request.max_connections_per_host,
     )  # fmt: skip
     if dl_id < 0:
         raise _refused(dl, "the core refused the download")

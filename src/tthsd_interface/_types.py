@@ -19,6 +19,7 @@ __all__ = [
     "Event",
     "EventType",
     "Msg",
+    "HostStats",
     "PerformanceStats",
     "StartOneMsg",
     "TaskStats",
@@ -146,6 +147,16 @@ Both styles of the TTHSD documentation type-check: ``def cb(event: dict, msg: di
 """
 
 
+class HostStats(TypedDict, total=False):
+    """One host inside :class:`PerformanceStats`: how many requests it may get at once."""
+
+    host: str  #: name:port
+    #: the limit now: ``ceiling`` unless the host pushed back (429, 503, refused)
+    connection_limit: int
+    ceiling: int  #: ``thread_count``, or the task's ``max_connections_per_host``
+    pushbacks: int  #: refusals seen from it
+
+
 class TaskStats(TypedDict, total=False):
     """One task inside :class:`PerformanceStats`."""
 
@@ -177,4 +188,5 @@ class PerformanceStats(TypedDict, total=False):
     thread_count: int
     chunk_size: int
     speed_limit: int
+    hosts: list[HostStats]
     tasks: list[TaskStats]

@@ -31,7 +31,7 @@ HOSTILE = [
     ('attachment; filename=".."', "file.bin"),
     ('attachment; filename=""', "file.bin"),
     ("attachment", "file.bin"),
-    ('attachment; filename="plain.txt"; filename*=UTF-8\'\'%E2%82%AC%20rates.txt', "€ rates.txt"),
+    ("attachment; filename=\"plain.txt\"; filename*=UTF-8''%E2%82%AC%20rates.txt", "€ rates.txt"),
 ]
 
 
@@ -66,8 +66,9 @@ def test_cli_j_gives_only_a_safe_base_name_in_the_folder(
 def test_cli_j_does_not_replace_an_existing_file_unless_asked(
     core: Path, http_server: LoopbackServer, tmp_path: Path
 ) -> None:
-    res = http_server.add("/dl", size=MiB, headers={"Content-Disposition":
-                                                    'attachment; filename="report.pdf"'})
+    res = http_server.add(
+        "/dl", size=MiB, headers={"Content-Disposition": 'attachment; filename="report.pdf"'}
+    )
     (tmp_path / "report.pdf").write_bytes(b"theirs")
     proc = _cli(core, tmp_path, "-J", "--retries", "0", res.url)
     assert proc.returncode == 1
@@ -84,18 +85,18 @@ def test_cli_j_does_not_replace_an_existing_file_unless_asked(
 def test_without_j_the_header_is_ignored(
     core: Path, http_server: LoopbackServer, tmp_path: Path
 ) -> None:
-    res = http_server.add("/plain.bin", size=1000,
-                          headers={"Content-Disposition": 'attachment; filename="other"'})
+    res = http_server.add(
+        "/plain.bin", size=1000, headers={"Content-Disposition": 'attachment; filename="other"'}
+    )
     proc = _cli(core, tmp_path, "-q", res.url)
     assert proc.returncode == 0, proc.stderr
     assert _tree(tmp_path) == {"plain.bin"}
 
 
-def test_download_name_from_server(
-    core: Path, http_server: LoopbackServer, tmp_path: Path
-) -> None:
-    a = http_server.add("/a", size=2 * MiB,
-                        headers={"Content-Disposition": 'attachment; filename="../../a.iso"'})
+def test_download_name_from_server(core: Path, http_server: LoopbackServer, tmp_path: Path) -> None:
+    a = http_server.add(
+        "/a", size=2 * MiB, headers={"Content-Disposition": 'attachment; filename="../../a.iso"'}
+    )
     b = http_server.add("/b", size=1000)  # names nothing: its save path is used
     results = tthsd_interface.download(
         [a.url, b.url], [tmp_path / "d" / "a.part-name", tmp_path / "d" / "b.bin"],
@@ -106,8 +107,9 @@ def test_download_name_from_server(
     assert not (tmp_path / "a.iso").exists() and not (tmp_path.parent / "a.iso").exists()
     assert sha256_file(tmp_path / "d" / "a.iso") == a.sha256()
     with pytest.raises(tthsd_interface.DownloadError) as info:
-        tthsd_interface.download(a.url, tmp_path / "d" / "x", name_from_server=True,
-                                 retries=0, dll_path=core)
+        tthsd_interface.download(
+            a.url, tmp_path / "d" / "x", name_from_server=True, retries=0, dll_path=core
+        )
     assert info.value.codes == ("io",)
     assert "not replacing" in info.value.failures[0].message
 
@@ -115,8 +117,12 @@ def test_download_name_from_server(
 def test_seed_api_name_from_server_and_a_second_run_of_the_id(
     core: Path, http_server: LoopbackServer, tmp_path: Path
 ) -> None:
-    res = http_server.add("/s", size=2 * MiB, etag='"s1"',
-                          headers={"Content-Disposition": 'attachment; filename="named.bin"'})
+    res = http_server.add(
+        "/s",
+        size=2 * MiB,
+        etag='"s1"',
+        headers={"Content-Disposition": 'attachment; filename="named.bin"'},
+    )
     ends: list[dict[str, object]] = []
 
     def on_event(event: dict[str, object], msg: dict[str, object]) -> None:
@@ -124,8 +130,9 @@ def test_seed_api_name_from_server_and_a_second_run_of_the_id(
             ends.append(dict(msg))
 
     with tthsd_interface.TTHSDownloader(core) as dl:
-        dl_id = dl.get_downloader([res.url], [tmp_path / "fallback.bin"], 4, 1, on_event,
-                                  name_from_server=True)
+        dl_id = dl.get_downloader(
+            [res.url], [tmp_path / "fallback.bin"], 4, 1, on_event, name_from_server=True
+        )
         assert dl_id > 0
         requests = []
         for _ in range(2):  # the second run finds the named file complete

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -99,6 +100,21 @@ def test_tasks_use_the_documented_keys() -> None:
         },
         {"url": "http://h/b", "save_path": str(Path("dir/b")), "show_name": "B", "id": "2"},
     ]
+
+
+def test_max_connections_per_host_goes_into_every_task_and_is_checked() -> None:
+    tasks = build_tasks(["http://h/a", "http://h/b"], ["a", "b"], max_connections_per_host=4)
+    assert [t["max_connections_per_host"] for t in tasks] == [4, 4]
+    assert "max_connections_per_host" not in build_tasks(["http://h/a"], ["a"])[0]
+    for bad in (0, 4097, -1):
+        with pytest.raises(ValueError, match="max_connections_per_host"):
+            build_tasks(["http://h/a"], ["a"], max_connections_per_host=bad)
+    for wrong in (True, 2.0, "4"):
+        with pytest.raises(TypeError, match="max_connections_per_host"):
+            build_tasks(["http://h/a"], ["a"], max_connections_per_host=wrong)  # type: ignore[arg-type]
+    start = inspect.signature(TTHSDownloader.start_download).parameters
+    assert start["max_connections_per_host"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert start["max_connections_per_host"].default is None
 
 
 @given(

@@ -74,6 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             checksum: None,
             name_from_server: false,
             overwrite: false,
+            max_connections_per_host: None,
             url,
         });
     }

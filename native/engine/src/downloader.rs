@@ -240,6 +240,11 @@ impl Downloader {
             "thread_count": cfg.connections,
             "chunk_size": cfg.chunk_size,
             "speed_limit": s.limiter.rate(),
+            // Each host's connection limit as the run left it: below `ceiling` when the
+            // host pushed back (`pushback`).
+            "hosts": s.limits.snapshot().into_iter().map(|(host, limit, ceiling, pushbacks)| json!({
+                "host": host, "connection_limit": limit, "ceiling": ceiling, "pushbacks": pushbacks,
+            })).collect::<Vec<_>>(),
             "tasks": tasks,
         })
     }

@@ -90,6 +90,9 @@ pub struct Error {
     /// "request expired"): a link that a redirect led to may have expired, and resolving
     /// the task's URL again may give a fresh one (`relink`).
     pub refused: bool,
+    /// The server pushed back on load: 429, 503, or a connection refused or reset before
+    /// an answer. `pushback` lowers that host's connection limit.
+    pub pushback: bool,
 }
 
 impl Error {
@@ -100,6 +103,7 @@ impl Error {
             transient: false,
             retry_after: None,
             refused: false,
+            pushback: false,
         }
     }
 

@@ -180,6 +180,11 @@ async fn attempt_file(
     let source = source::open(&ctx)?;
     // A host that asked for a pause gets no request before its time.
     shared.hosts.wait(&task.spec.url).await;
+    let mut permit = shared
+        .limits
+        .enter(&task.spec.url, ctx.host_ceiling())
+        .await;
+    let sent = permit.sent();
     let conn = connection(shared, &ctx.client).await?;
     if cfg.connections > 1 && lock(&shared.control).mode == Mode::Sequential {
         // One file at a time gets every connection: open some while the probe is out.
@@ -191,6 +196,10 @@ async fn attempt_file(
             if let Some(wait) = e.retry_after {
                 shared.hosts.hold(&task.spec.url, wait);
             }
+            if e.pushback {
+                // The limit learns from it; the attempt is retried as any other.
+                permit.pushed_back(sent);
+            }
         })?;
     match answer {
         Answer::Ranged {
@@ -201,13 +210,16 @@ async fn attempt_file(
             body,
         } => {
             ranged::transfer(
-                &ctx, &source, total, validators, final_url, first, body, conn,
+                &ctx, &source, total, validators, final_url, first, body, conn, permit,
             )
             .await
         }
-        Answer::Whole(whole) => stream::whole(&ctx, whole, conn).await,
+        Answer::Whole(whole) => {
+            permit.answered();
+            stream::whole(&ctx, whole, conn).await
+        }
         Answer::Empty => {
-            drop(conn);
+            drop((conn, permit));
             empty_file(&ctx).await
         }
     }

@@ -55,6 +55,7 @@ pub mod journal;
 pub mod plan;
 mod probe;
 mod publish;
+mod pushback;
 pub mod range;
 mod ranged;
 pub mod ratelimit;

@@ -64,7 +64,7 @@ pub(crate) async fn probe(
     let want = match resume {
         Some(r) => {
             let (a, b) = r.missing[0];
-            let piece = piece_size(r.total, ctx.cfg.chunk_size, ctx.cfg.connections);
+            let piece = piece_size(r.total, ctx.cfg.chunk_size, ctx.host_ceiling());
             (a, b.min(a.saturating_add(piece)))
         }
         None => (0, ctx.cfg.chunk_size.max(1)),

@@ -21,6 +21,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::finalize::{finalize, writeback};
 use crate::journal::Validators;
 use crate::plan::{Lease, MIN_SPLIT, Next, Plan, piece_size};
+use crate::pushback::HostPermit;
 use crate::relink::{Link, Renewal};
 use crate::request::{Connection, FileCtx, connection};
 use crate::resume::journaler;
@@ -54,6 +55,7 @@ pub(crate) async fn transfer<'a>(
     first: (u64, u64),
     first_resp: AnyBody,
     conn: Connection,
+    permit: HostPermit,
 ) -> Result<()> {
     let task = ctx.task;
     let (missing, fresh) = {
@@ -92,13 +94,14 @@ pub(crate) async fn transfer<'a>(
         part.set_len(total)
             .map_err(|e| Error::from_io("sizing the part file", &e))?;
     }
-    let piece = piece_size(total, ctx.cfg.chunk_size, ctx.cfg.connections);
+    let piece = piece_size(total, ctx.cfg.chunk_size, ctx.host_ceiling());
     let plan = Plan::new(&missing, piece);
     let lease0 = plan.adopt(first.0, first.1);
     let remaining: u64 = missing.iter().map(|(s, e)| e - s).sum();
+    // As many workers as the host may ever get: those beyond its learned limit wait for
+    // room (`pushback`) instead of sending requests it would refuse.
     let workers = ctx
-        .cfg
-        .connections
+        .host_ceiling()
         .min(remaining.div_ceil(MIN_SPLIT) as usize)
         .max(1);
     let rctx = RangeCtx {
@@ -115,7 +118,7 @@ pub(crate) async fn transfer<'a>(
     pool.push(worker(
         &rctx,
         &budget,
-        Some((lease0, first_resp, first.1, conn)),
+        Some((lease0, first_resp, first.1, conn, permit)),
     ));
     for _ in 1..workers {
         pool.push(worker(&rctx, &budget, None));
@@ -167,7 +170,7 @@ pub(crate) async fn transfer<'a>(
     finalize(ctx, Some(rctx.part), total).await
 }
 
-type FirstResponse = (Lease, AnyBody, u64, Connection);
+type FirstResponse = (Lease, AnyBody, u64, Connection, HostPermit);
 
 /// How a worker stopped (other than with an error that ends the file).
 enum WorkerEnd {
@@ -177,26 +180,48 @@ enum WorkerEnd {
     HandedBack(Error),
 }
 
-/// One connection's loop: take a lease, fetch it, repeat until the plan is drained.
+/// How a lease ended.
+enum LeaseEnd {
+    Done,
+    /// The host pushed back and is over its limit: the bytes go back to the plan and
+    /// the worker waits for room.
+    StepAside,
+    /// Out of retries (the error says why).
+    HandBack(Error),
+}
+
+/// One connection's loop: wait for room at the host, take a lease, fetch it, repeat
+/// until the plan is drained. The room is taken before the lease, so a waiting worker
+/// holds no bytes others could fetch.
 async fn worker(
     ctx: &RangeCtx<'_>,
     budget: &FileBudget,
     first: Option<FirstResponse>,
 ) -> Result<WorkerEnd> {
+    let f = ctx.file;
     let mut first = first;
+    let mut room: Option<HostPermit> = None;
     let mut prev_end = None;
     loop {
-        let (lease, pre) = match first.take() {
-            Some((lease, resp, end, conn)) => (lease, Some((resp, end, conn))),
+        let (lease, pre, mut permit) = match first.take() {
+            Some((lease, resp, end, conn, permit)) => (lease, Some((resp, end, conn)), permit),
             None => {
+                let permit = match room.take() {
+                    Some(p) => p,
+                    None => {
+                        let url = ctx.link.current().1.url().clone();
+                        f.shared.limits.acquire(&url, f.host_ceiling()).await
+                    }
+                };
                 // Armed before asking, so a lease that ends in between still wakes us.
                 let ended = ctx.lease_ended.notified();
                 tokio::pin!(ended);
                 ended.as_mut().enable();
                 match ctx.plan.next_after(prev_end) {
-                    Next::Lease(l) => (l, None),
+                    Next::Lease(l) => (l, None, permit),
                     Next::Done => return Ok(WorkerEnd::Drained),
                     Next::Wait(d) => {
+                        drop(permit); // the host's room is for requests, not for waiting
                         tokio::select! {
                             _ = ended => {}
                             _ = tokio::time::sleep(d) => {}
@@ -206,41 +231,60 @@ async fn worker(
                 }
             }
         };
-        let fetched = fetch_lease(ctx, budget, &lease, pre).await;
+        let fetched = fetch_lease(ctx, budget, &lease, pre, &mut permit).await;
         ctx.lease_ended.notify_waiters();
-        if let Some(e) = fetched? {
-            ctx.plan.release(&lease);
-            let f = ctx.file;
-            f.shared.task_msg(
-                f.task,
-                format!(
-                    "Bytes {}-{} handed back to the other connections: {}",
-                    lease.pos(),
-                    lease.end().saturating_sub(1).max(lease.pos()),
-                    e.message
-                ),
-            );
-            return Ok(WorkerEnd::HandedBack(e));
-        }
-        prev_end = Some(lease.end());
+        let e = match fetched? {
+            LeaseEnd::Done => {
+                room = Some(permit);
+                prev_end = Some(lease.end());
+                continue;
+            }
+            LeaseEnd::StepAside => {
+                ctx.plan.release(&lease);
+                drop(permit); // room for the host's other requests
+                prev_end = None;
+                continue;
+            }
+            LeaseEnd::HandBack(e) => e,
+        };
+        ctx.plan.release(&lease);
+        f.shared.task_msg(
+            f.task,
+            format!(
+                "Bytes {}-{} handed back to the other connections: {}",
+                lease.pos(),
+                lease.end().saturating_sub(1).max(lease.pos()),
+                e.message
+            ),
+        );
+        return Ok(WorkerEnd::HandedBack(e));
     }
 }
 
-/// Fetches a lease to its end, retrying under the retry policy. `Some(error)`: the range
-/// ran out of retries and is to be handed back.
+/// Fetches a lease to its end, retrying under the retry policy; `permit` is the worker's
+/// room at the host, told how each request was answered.
 async fn fetch_lease(
     ctx: &RangeCtx<'_>,
     budget: &FileBudget,
     lease: &Lease,
     pre: Option<(AnyBody, u64, Connection)>,
-) -> Result<Option<Error>> {
+    permit: &mut HostPermit,
+) -> Result<LeaseEnd> {
     let f = ctx.file;
     let mut pre = pre;
     let mut streak = Streak::new(f.cfg.retry);
     while lease.remaining() > 0 {
         let before = lease.pos();
+        if pre.is_none() && permit.over_limit() {
+            // Lowered while this range waited to retry: room for the others first.
+            return Ok(LeaseEnd::StepAside);
+        }
+        let sent = permit.sent();
         let result = match pre.take() {
-            Some((resp, end, conn)) => stream_range(ctx, lease, resp, end, conn).await,
+            Some((resp, end, conn)) => {
+                permit.answered();
+                stream_range(ctx, lease, resp, end, conn).await
+            }
             None => {
                 let (generation, source) = ctx.link.current();
                 // A host that asked for a pause gets no request before its time.
@@ -250,6 +294,7 @@ async fn fetch_lease(
                     source.range(&conn, lease.pos(), lease.end(), ctx.total, &ctx.validators);
                 match asked.await {
                     Ok((resp, end)) => {
+                        permit.answered();
                         ctx.link.served(generation);
                         stream_range(ctx, lease, resp, end, conn).await
                     }
@@ -268,6 +313,7 @@ async fn fetch_lease(
                             // Not a failure of this range: ask again on the new link.
                             Ok(Renewal::Replaced) => continue,
                             Ok(Renewal::Body(resp, end)) => {
+                                permit.answered();
                                 stream_range(ctx, lease, resp, end, conn).await
                             }
                             Err(e) => Err(e),
@@ -280,6 +326,25 @@ async fn fetch_lease(
         let Err(e) = result else { continue };
         if let Some(wait) = e.retry_after {
             f.shared.hosts.hold(ctx.link.current().1.url(), wait);
+        }
+        if !e.pushback {
+            permit.failed();
+        } else {
+            let pb = permit.pushed_back(sent);
+            if let Some(limit) = pb.lowered_to {
+                f.shared.task_msg(
+                    f.task,
+                    format!(
+                        "{}: at most {limit} connections to this host now",
+                        e.message
+                    ),
+                );
+            }
+            if pb.step_aside {
+                // Over the host's (lowered) limit: not this range's failure, no retry spent.
+                f.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+                return Ok(LeaseEnd::StepAside);
+            }
         }
         if lease.pos() > before {
             streak.progressed();
@@ -301,7 +366,7 @@ async fn fetch_lease(
                 );
                 tokio::time::sleep(wait).await;
             }
-            RangeStep::HandBack => return Ok(Some(e)),
+            RangeStep::HandBack => return Ok(LeaseEnd::HandBack(e)),
             RangeStep::Fail => {
                 let mut e = e;
                 if e.transient {
@@ -314,7 +379,7 @@ async fn fetch_lease(
             }
         }
     }
-    Ok(None)
+    Ok(LeaseEnd::Done)
 }
 
 /// Streams a 206 body for `[lease.pos(), promised_end)` into the part file.

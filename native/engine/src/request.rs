@@ -34,6 +34,16 @@ impl FileCtx<'_> {
         storage::part_path(&self.task.spec.save_path)
     }
 
+    /// The most requests this task sends its host at once: `thread_count`, or the task's
+    /// `max_connections_per_host` when lower (the host's learned limit may be lower still).
+    pub fn host_ceiling(&self) -> usize {
+        self.task
+            .spec
+            .max_connections_per_host
+            .map_or(self.cfg.connections, |cap| cap.min(self.cfg.connections))
+            .max(1)
+    }
+
     /// How long a request may wait for its response head.
     pub fn head_timeout(&self) -> std::time::Duration {
         self.cfg.read_timeout + self.cfg.connect_timeout

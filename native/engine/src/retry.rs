@@ -91,6 +91,13 @@ pub fn status_is_transient(status: u16) -> bool {
     status == 408 || status == 429 || (500..=599).contains(&status)
 }
 
+/// Whether an HTTP status says "too many of your requests at once" (429 Too Many
+/// Requests, 503 Service Unavailable): the host's connection limit is lowered
+/// (`pushback`) besides the retry.
+pub fn status_is_pushback(status: u16) -> bool {
+    status == 429 || status == 503
+}
+
 /// Parses `Retry-After`: delay-seconds or an HTTP date (relative to `now`).
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
@@ -237,7 +244,7 @@ pub struct HostHolds {
 
 /// A host as the holds know it: name and port (the same server on another port is
 /// another server).
-fn host_key(url: &Url) -> Option<String> {
+pub(crate) fn host_key(url: &Url) -> Option<String> {
     Some(format!(
         "{}:{}",
         url.host_str()?,

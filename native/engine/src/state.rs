@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::events::{Event, EventKind, EventSink};
 use crate::http::{Client, ClientConfig, ProxySetting, build_client};
 use crate::journal::Validators;
+use crate::pushback::HostLimits;
 use crate::range::RangeSet;
 use crate::ratelimit::RateLimiter;
 use crate::retry::{HostHolds, RetryPolicy};
@@ -249,6 +250,8 @@ pub(crate) struct Shared {
     pub speed: AtomicU64,
     /// Hosts that asked us to wait (`Retry-After`): no request goes to them before then.
     pub hosts: HostHolds,
+    /// Each host's limit on requests at once, lowered when it pushes back.
+    pub limits: HostLimits,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: every guarded
@@ -300,6 +303,7 @@ impl Shared {
             clock: Mutex::new(Clock::default()),
             speed: AtomicU64::new(0f64.to_bits()),
             hosts: HostHolds::default(),
+            limits: HostLimits::default(),
         }
     }
 

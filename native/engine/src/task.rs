@@ -27,6 +27,9 @@ pub struct TaskSpec {
     pub name_from_server: bool,
     /// With `name_from_server`: an existing file of that name may be replaced.
     pub overwrite: bool,
+    /// At most this many requests to the task's host at once (`max_connections_per_host`);
+    /// None: `thread_count`. The engine may go lower when the host pushes back.
+    pub max_connections_per_host: Option<usize>,
 }
 
 /// Parses the task array. `expected` is the caller's `task_count`, when it gave one.
@@ -112,6 +115,17 @@ fn parse_task(obj: &Map<String, Value>) -> Result<TaskSpec> {
         Some(s) if !s.is_empty() => Some(Checksum::parse(&s).map_err(Error::invalid)?),
         _ => None,
     };
+    let max_connections_per_host = match obj.get("max_connections_per_host") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=4096).contains(&n) => Some(n as usize),
+            _ => {
+                return Err(Error::invalid(
+                    "\"max_connections_per_host\" must be an integer from 1 to 4096",
+                ));
+            }
+        },
+    };
     Ok(TaskSpec {
         url,
         save_path,
@@ -121,6 +135,7 @@ fn parse_task(obj: &Map<String, Value>) -> Result<TaskSpec> {
         checksum,
         name_from_server: bool_key(obj, "name_from_server")?,
         overwrite: bool_key(obj, "overwrite")?,
+        max_connections_per_host,
     })
 }
 

@@ -31,6 +31,9 @@ fn content(len: usize) -> Vec<u8> {
 struct Fail {
     /// `Retry-After` seconds, if any.
     retry_after: Option<u64>,
+    /// The status: 500 for a failure of that range (retried, handed back), 503 for a
+    /// refusal, which also lowers the host's connection limit (`pushback`).
+    status: u16,
 }
 
 /// Decides, from a request's range start and how many requests for that start came
@@ -108,7 +111,8 @@ async fn serve(body: Arc<Vec<u8>>, hook: Hook, log: Arc<Log>, delay: Duration) -
                             .map(|s| format!("Retry-After: {s}\r\n"))
                             .unwrap_or_default();
                         let r = format!(
-                            "HTTP/1.1 503 Service Unavailable\r\n{after}Content-Length: 0\r\n\r\n"
+                            "HTTP/1.1 {} Failed\r\n{after}Content-Length: 0\r\n\r\n",
+                            f.status
                         );
                         if sock.write_all(r.as_bytes()).await.is_err() {
                             return;
@@ -233,8 +237,12 @@ fn a_range_out_of_retries_hands_its_bytes_back_and_the_file_completes() {
     let log = Arc::new(Log::default());
     // The piece at 3 MiB fails its first three requests: the first try and both retries
     // of the connection that took it. Every other request is answered.
-    let hook: Hook =
-        Arc::new(|start, nth| (start == 3 * MIB && nth < 3).then_some(Fail { retry_after: None }));
+    let hook: Hook = Arc::new(|start, nth| {
+        (start == 3 * MIB && nth < 3).then_some(Fail {
+            retry_after: None,
+            status: 500,
+        })
+    });
     let base = rt.block_on(serve(body.clone(), hook, log.clone(), Duration::ZERO));
     let retry = RetryPolicy {
         max_retries: 2,
@@ -271,6 +279,7 @@ fn retry_after_on_one_range_holds_back_every_request_to_the_host() {
     let hook: Hook = Arc::new(|start, nth| {
         (start == 2 * MIB && nth == 0).then_some(Fail {
             retry_after: Some(1),
+            status: 503,
         })
     });
     // Each range answers after 300 ms, so without the hold the other connections would
@@ -319,7 +328,12 @@ fn bytes_no_connection_can_get_fail_the_file_once_its_budget_is_spent() {
     let rt = rt();
     let body = Arc::new(content(8 * MIB as usize));
     let log = Arc::new(Log::default());
-    let hook: Hook = Arc::new(|start, _| (start == 3 * MIB).then_some(Fail { retry_after: None }));
+    let hook: Hook = Arc::new(|start, _| {
+        (start == 3 * MIB).then_some(Fail {
+            retry_after: None,
+            status: 500,
+        })
+    });
     let base = rt.block_on(serve(body.clone(), hook, log.clone(), Duration::ZERO));
     let retry = RetryPolicy {
         max_retries: 2,

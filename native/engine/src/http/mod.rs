@@ -34,7 +34,7 @@ pub use lanes::Slot;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::journal::Validators;
-use crate::retry::{parse_retry_after, status_is_transient};
+use crate::retry::{parse_retry_after, status_is_pushback, status_is_transient};
 use lanes::{Backend, Lanes, Pool};
 
 pub const MAX_REDIRECTS: usize = 10;
@@ -390,6 +390,7 @@ pub fn status_error(resp: &Response) -> Error {
         ),
     );
     err.transient = status_is_transient(status.as_u16());
+    err.pushback = status_is_pushback(status.as_u16());
     err.retry_after = header_str(resp.headers(), header::RETRY_AFTER)
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
     err
@@ -428,7 +429,10 @@ fn classify(f: Failure) -> Error {
     if f.kind == FailureKind::Invalid {
         return Error::new(ErrorCode::InvalidInput, f.detail);
     }
-    Error::transient(ErrorCode::Network, f.detail)
+    let mut e = Error::transient(ErrorCode::Network, f.detail);
+    // Refused or reset before an answer: a host at its connection limit does that too.
+    e.pushback = matches!(f.kind, FailureKind::Connect | FailureKind::Request);
+    e
 }
 
 /// True when a rustls error is anywhere inside `s`. `io::Error` hides what it wraps from
@@ -509,7 +513,15 @@ mod tests {
         let t = classify(Failure::new(FailureKind::Timeout, "x".into()));
         assert_eq!((t.code, t.transient), (ErrorCode::Timeout, true));
         let n = classify(Failure::new(FailureKind::Connect, "x".into()));
-        assert_eq!((n.code, n.transient), (ErrorCode::Network, true));
+        assert_eq!(
+            (n.code, n.transient, n.pushback),
+            (ErrorCode::Network, true, true)
+        );
+        let b = classify(Failure::new(FailureKind::Body, "x".into()));
+        assert!(
+            b.transient && !b.pushback,
+            "a body cut short is not a refusal"
+        );
         let i = classify(Failure::new(FailureKind::Invalid, "x".into()));
         assert_eq!((i.code, i.transient), (ErrorCode::InvalidInput, false));
         let mut tls = Failure::new(FailureKind::Connect, "x".into());
