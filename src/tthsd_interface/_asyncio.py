@@ -293,6 +293,8 @@ class AsyncDownloader:
         timeouts: float | tuple[float, float] | None = None,
         durable: bool = True,
         max_connections_per_host: int | None = None,
+        name_from_server: bool = False,
+        overwrite: bool = False,
     ) -> AsyncDownload:
         """Create and start one downloader for ``urls`` → ``save_paths``.
 
@@ -307,6 +309,7 @@ class AsyncDownloader:
             user_agent=user_agent, proxy=proxy, speed_limit=speed_limit, retries=retries,
             timeouts=timeouts, durable=durable, ids=ids,
             max_connections_per_host=max_connections_per_host,
+            name_from_server=name_from_server, overwrite=overwrite,
         )  # fmt: skip
         on_progress, display = progress_handler(progress, request)
         handle = AsyncDownload(self._dl, request, loop, on_progress, display)
@@ -367,6 +370,8 @@ async def download_async(
     durable: bool = True,
     dll_path: str | os.PathLike[str] | None = None,
     max_connections_per_host: int | None = None,
+    name_from_server: bool = False,
+    overwrite: bool = False,
 ) -> list[FileResult]:
     """:func:`download` for asyncio: the same arguments and results, and it never blocks
     the event loop (``progress`` callables run on the loop).
@@ -380,6 +385,7 @@ async def download_async(
             show_names=show_names, user_agent=user_agent, proxy=proxy,
             speed_limit=speed_limit, retries=retries, timeouts=timeouts, durable=durable,
             max_connections_per_host=max_connections_per_host,
+            name_from_server=name_from_server, overwrite=overwrite,
         )  # fmt: skip
         return await handle.wait()
 

@@ -6,6 +6,7 @@ unless asked."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -112,6 +113,40 @@ def test_download_name_from_server(core: Path, http_server: LoopbackServer, tmp_
         )
     assert info.value.codes == ("io",)
     assert "not replacing" in info.value.failures[0].message
+
+
+def test_download_async_name_from_server(
+    core: Path, http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    res = http_server.add(
+        "/r", size=MiB, headers={"Content-Disposition": 'attachment; filename="/etc/r.tar"'}
+    )
+
+    async def main() -> list[tthsd_interface.FileResult]:
+        return await tthsd_interface.download_async(
+            res.url, tmp_path / "o" / "ignored", connections=4, name_from_server=True,
+            dll_path=core,
+        )  # fmt: skip
+
+    (result,) = asyncio.run(main())
+    assert result.path == tmp_path / "o" / "r.tar"
+    assert _tree(tmp_path / "o") == {"r.tar"}
+    assert sha256_file(tmp_path / "o" / "r.tar") == res.sha256()
+
+    async def again(overwrite: bool) -> list[tthsd_interface.FileResult]:
+        async with tthsd_interface.AsyncDownloader(core) as dl:
+            handle = await dl.start(
+                res.url, tmp_path / "o" / "ignored", name_from_server=True,
+                overwrite=overwrite, retries=0,
+            )  # fmt: skip
+            return await handle.wait()
+
+    with pytest.raises(tthsd_interface.DownloadError) as info:
+        asyncio.run(again(False))
+    assert info.value.codes == ("io",)
+    (replaced,) = asyncio.run(again(True))
+    assert replaced.path == tmp_path / "o" / "r.tar"
+    assert sha256_file(tmp_path / "o" / "r.tar") == res.sha256()
 
 
 def test_seed_api_name_from_server_and_a_second_run_of_the_id(
