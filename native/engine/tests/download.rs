@@ -1,13 +1,17 @@
 //! End-to-end runs of the engine against a small range-capable server on loopback,
 //! pinning the event order of ABI.md §4 and byte-exact results.
 
+mod common;
+
+use common::Collect;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tthsd_engine::{Config, Downloader, Event, EventKind, EventSink, Mode, parse_tasks};
+use tthsd_engine::{Config, Downloader, EventKind, Mode, parse_tasks};
 
 /// Content whose every 8 bytes spell their own offset, so misplaced bytes show.
 fn content(len: usize) -> Vec<u8> {
@@ -42,19 +46,9 @@ async fn serve(body: Arc<Vec<u8>>, behaviour: Behaviour, sent: Arc<AtomicU64>) -
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
-                    // Read one request head.
-                    let head_end = loop {
-                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break p;
-                        }
-                        let mut tmp = [0u8; 4096];
-                        match sock.read(&mut tmp).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                        }
+                    let Some(head) = common::read_head(&mut sock, &mut buf).await else {
+                        return;
                     };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                    buf.drain(..head_end + 4);
                     let range = head.lines().find_map(|l| {
                         let (k, v) = l.split_once(':')?;
                         (k.eq_ignore_ascii_case("range")).then(|| v.trim().to_string())
@@ -115,34 +109,6 @@ async fn serve(body: Arc<Vec<u8>>, behaviour: Behaviour, sent: Arc<AtomicU64>) -
         }
     });
     format!("http://{addr}")
-}
-
-#[derive(Default)]
-struct Collect(Mutex<Vec<Event>>);
-
-impl EventSink for Collect {
-    fn emit(&self, event: Event) {
-        self.0.lock().unwrap().push(event);
-    }
-}
-
-impl Collect {
-    fn types(&self) -> Vec<&'static str> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.type_name())
-            .collect()
-    }
-
-    fn wait_end(&self, timeout: Duration) {
-        let t0 = Instant::now();
-        while !self.types().contains(&"end") {
-            assert!(t0.elapsed() < timeout, "no end event: {:?}", self.types());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 }
 
 fn tmpdir(name: &str) -> std::path::PathBuf {

@@ -3,13 +3,17 @@
 //! byte-exact with one resolution per expiry; a link refused at once, again and again,
 //! ends the file after a bounded number of renewals.
 
+mod common;
+
+use common::Collect;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tthsd_engine::{Config, Downloader, Event, EventKind, EventSink, Mode, parse_tasks};
+use tthsd_engine::{Config, Downloader, Mode, parse_tasks};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -38,18 +42,9 @@ async fn serve(body: Arc<Vec<u8>>, per_link: usize, counts: Arc<Counts>) -> Stri
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
-                    let head_end = loop {
-                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break p;
-                        }
-                        let mut tmp = [0u8; 4096];
-                        match sock.read(&mut tmp).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                        }
+                    let Some(head) = common::read_head(&mut sock, &mut buf).await else {
+                        return;
                     };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                    buf.drain(..head_end + 4);
                     let path = head.split(' ').nth(1).unwrap_or("").to_string();
                     let reply = if path == "/f.bin" {
                         let n = counts.resolutions.fetch_add(1, Ordering::SeqCst);
@@ -93,20 +88,7 @@ async fn serve(body: Arc<Vec<u8>>, per_link: usize, counts: Arc<Counts>) -> Stri
 
 fn range_reply(head: &str, body: &[u8]) -> Vec<u8> {
     let len = body.len() as u64;
-    let (start, end) = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("range")
-                .then(|| v.trim().to_string())
-        })
-        .and_then(|r| {
-            let (a, b) = r.strip_prefix("bytes=")?.split_once('-')?;
-            let a: u64 = a.parse().ok()?;
-            let b = b.parse::<u64>().map_or(len - 1, |b| b.min(len - 1));
-            Some((a, b + 1))
-        })
-        .unwrap_or((0, len));
+    let (start, end) = common::requested_range(head, len);
     let mut out = format!(
         "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{len}\r\nContent-Length: {}\r\nETag: \"v1\"\r\n\r\n",
         end - 1,
@@ -115,50 +97,6 @@ fn range_reply(head: &str, body: &[u8]) -> Vec<u8> {
     .into_bytes();
     out.extend_from_slice(&body[start as usize..end as usize]);
     out
-}
-
-#[derive(Default)]
-struct Collect(Mutex<Vec<Event>>);
-
-impl EventSink for Collect {
-    fn emit(&self, event: Event) {
-        self.0.lock().unwrap().push(event);
-    }
-}
-
-impl Collect {
-    fn wait_end(&self, timeout: Duration) {
-        let t0 = Instant::now();
-        while !self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| e.type_name() == "end")
-        {
-            assert!(t0.elapsed() < timeout, "no end event");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn messages(&self) -> Vec<String> {
-        let events = self.0.lock().unwrap();
-        events
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::Msg { text } => Some(text.clone()),
-                EventKind::Err { error, .. } => Some(format!("err: {error}")),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn succeeded(&self) -> bool {
-        let events = self.0.lock().unwrap();
-        events
-            .iter()
-            .any(|e| matches!(e.kind, EventKind::EndOne { success: true, .. }))
-    }
 }
 
 /// Downloads `base/f.bin` with 4 connections and 1 MiB chunks; the sink and the bytes.

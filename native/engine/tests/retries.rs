@@ -2,15 +2,17 @@
 //! retries hands its bytes back instead of failing the file, and a `Retry-After` on one
 //! range holds back every request to that host.
 
+mod common;
+
+use common::Collect;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tthsd_engine::{
-    Config, Downloader, Event, EventKind, EventSink, Mode, RetryPolicy, parse_tasks,
-};
+use tthsd_engine::{Config, Downloader, EventKind, Mode, RetryPolicy, parse_tasks};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -66,34 +68,12 @@ async fn serve(body: Arc<Vec<u8>>, hook: Hook, log: Arc<Log>, delay: Duration) -
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
-                    let head_end = loop {
-                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break p;
-                        }
-                        let mut tmp = [0u8; 4096];
-                        match sock.read(&mut tmp).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                        }
+                    let Some(head) = common::read_head(&mut sock, &mut buf).await else {
+                        return;
                     };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                    buf.drain(..head_end + 4);
                     let at = Instant::now();
                     let len = body.len() as u64;
-                    let (start, end) = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("range")
-                                .then(|| v.trim().to_string())
-                        })
-                        .and_then(|r| {
-                            let (a, b) = r.strip_prefix("bytes=")?.split_once('-')?;
-                            let a: u64 = a.parse().ok()?;
-                            let b = b.parse::<u64>().map_or(len - 1, |b| b.min(len - 1));
-                            Some((a, b + 1))
-                        })
-                        .unwrap_or((0, len));
+                    let (start, end) = common::requested_range(&head, len);
                     let nth = {
                         let mut s = seen.lock().unwrap();
                         let n = s.entry(start).or_insert(0);
@@ -138,55 +118,6 @@ async fn serve(body: Arc<Vec<u8>>, hook: Hook, log: Arc<Log>, delay: Duration) -
         }
     });
     format!("http://{addr}")
-}
-
-#[derive(Default)]
-struct Collect(Mutex<Vec<Event>>);
-
-impl EventSink for Collect {
-    fn emit(&self, event: Event) {
-        self.0.lock().unwrap().push(event);
-    }
-}
-
-impl Collect {
-    fn wait_end(&self, timeout: Duration) {
-        let t0 = Instant::now();
-        loop {
-            if self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|e| e.type_name() == "end")
-            {
-                return;
-            }
-            assert!(t0.elapsed() < timeout, "no end event");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn messages(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::Msg { text } => Some(text.clone()),
-                EventKind::Err { error, .. } => Some(format!("err: {error}")),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn succeeded(&self) -> bool {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| matches!(e.kind, EventKind::EndOne { success: true, .. }))
-    }
 }
 
 fn tmpdir(name: &str) -> std::path::PathBuf {
