@@ -63,7 +63,7 @@ from ._types import (
 if TYPE_CHECKING:
     from ._asyncio import AsyncDownload, AsyncDownloader, download_async, fetch_async, stream
     from ._blocking import download, fetch
-    from ._results import DownloadEvent, FileFailure, FileResult
+    from ._results import DownloadEvent, FileFailure, FileResult, SourceShare
 
 __version__ = "0.1.0"
 
@@ -81,7 +81,7 @@ _LAZY: dict[str, str] = {
         "._asyncio",
     ),
     **dict.fromkeys(("download", "fetch"), "._blocking"),
-    **dict.fromkeys(("DownloadEvent", "FileFailure", "FileResult"), "._results"),
+    **dict.fromkeys(("DownloadEvent", "FileFailure", "FileResult", "SourceShare"), "._results"),
 }
 
 
@@ -106,6 +106,7 @@ __all__ = [
     "DownloadRefusedError",
     "FileFailure",
     "FileResult",
+    "SourceShare",
     "download",
     "download_async",
     "fetch",

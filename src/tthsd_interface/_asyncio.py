@@ -33,7 +33,7 @@ from ._blocking import ProgressArg, progress_handler
 from ._downloader import TTHSDownloader
 from ._errors import DownloadError
 from ._log import _TIlog
-from ._request import DownloadRequest, create_downloader, start_downloader
+from ._request import DownloadRequest, MirrorsArg, create_downloader, start_downloader
 from ._results import DownloadEvent, FileFailure, FileResult
 from ._tracker import Tracker
 
@@ -295,6 +295,7 @@ class AsyncDownloader:
         max_connections_per_host: int | None = None,
         name_from_server: bool = False,
         overwrite: bool = False,
+        mirrors: MirrorsArg = None,
     ) -> AsyncDownload:
         """Create and start one downloader for ``urls`` → ``save_paths``.
 
@@ -309,7 +310,7 @@ class AsyncDownloader:
             user_agent=user_agent, proxy=proxy, speed_limit=speed_limit, retries=retries,
             timeouts=timeouts, durable=durable, ids=ids,
             max_connections_per_host=max_connections_per_host,
-            name_from_server=name_from_server, overwrite=overwrite,
+            name_from_server=name_from_server, overwrite=overwrite, mirrors=mirrors,
         )  # fmt: skip
         on_progress, display = progress_handler(progress, request)
         handle = AsyncDownload(self._dl, request, loop, on_progress, display)
@@ -372,6 +373,7 @@ async def download_async(
     max_connections_per_host: int | None = None,
     name_from_server: bool = False,
     overwrite: bool = False,
+    mirrors: MirrorsArg = None,
 ) -> list[FileResult]:
     """:func:`download` for asyncio: the same arguments and results, and it never blocks
     the event loop (``progress`` callables run on the loop).
@@ -385,7 +387,7 @@ async def download_async(
             show_names=show_names, user_agent=user_agent, proxy=proxy,
             speed_limit=speed_limit, retries=retries, timeouts=timeouts, durable=durable,
             max_connections_per_host=max_connections_per_host,
-            name_from_server=name_from_server, overwrite=overwrite,
+            name_from_server=name_from_server, overwrite=overwrite, mirrors=mirrors,
         )  # fmt: skip
         return await handle.wait()
 

@@ -13,7 +13,7 @@ from typing import IO, Any, Optional, Union
 
 from ._downloader import TTHSDownloader
 from ._progress import Display, PlainDisplay
-from ._request import DownloadRequest, create_downloader, start_downloader
+from ._request import DownloadRequest, MirrorsArg, create_downloader, start_downloader
 from ._results import DownloadEvent, FileResult
 from ._tracker import Tracker
 from ._types import Callback
@@ -77,6 +77,7 @@ def download(
     name_from_server: bool = False,
     overwrite: bool = False,
     max_connections_per_host: int | None = None,
+    mirrors: MirrorsArg = None,
 ) -> list[FileResult]:
     """Download ``urls`` to ``save_paths`` and block until every file ended.
 
@@ -94,6 +95,10 @@ def download(
     ``overwrite=True``; the result's ``path`` is where the file went.
     ``max_connections_per_host``: at most that many requests to one host at once (the
     core also goes lower on its own while a host answers 429/503, see docs/tuning.md).
+    ``mirrors``: other URLs of the same files, as ``{url: [mirror, ...]}``, one list (or
+    None) per URL, or for a single URL the list of its mirrors; ranges are spread over
+    a file's URLs by their speed, a mirror that serves another file is dropped, and the
+    result's ``sources`` says what each URL served (see docs/high-level.md).
 
     Returns one :class:`FileResult` per file, in order.  Raises :class:`DownloadError`
     listing every failed file and its error code, :class:`DownloadRefusedError` when the
@@ -106,6 +111,7 @@ def download(
         user_agent=user_agent, proxy=proxy, speed_limit=speed_limit, retries=retries,
         timeouts=timeouts, durable=durable, name_from_server=name_from_server,
         overwrite=overwrite, max_connections_per_host=max_connections_per_host,
+        mirrors=mirrors,
     )  # fmt: skip
     return run_blocking(request, progress, dll_path)
 

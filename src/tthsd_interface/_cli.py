@@ -94,7 +94,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-i", "--input-file", metavar="FILE",
         help="read URLs from FILE ('-' for standard input): one per line, optionally "
-        "followed by a path; blank lines and lines starting with # are skipped",
+        "followed by mirrors of the same file (TAB- or space-separated URLs, as aria2c's "
+        "input files) and a path; blank lines and lines starting with # are skipped",
+    )  # fmt: skip
+    p.add_argument(
+        "--mirror", action="append", default=[], metavar="URL",
+        help="another URL of the same file (repeatable; with one URL): ranges go to the "
+        "faster ones, and a mirror serving another file is dropped",
     )  # fmt: skip
     p.add_argument(
         "-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
@@ -179,7 +185,7 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _read_input(source: str) -> Iterator[tuple[str, str | None]]:
+def _read_input(source: str) -> Iterator[tuple[str, str | None, tuple[str, ...]]]:
     stream: IO[str]
     with ExitStack() as stack:
         if source == "-":
@@ -193,30 +199,45 @@ def _read_input(source: str) -> Iterator[tuple[str, str | None]]:
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            parts = line.split(None, 1)
-            yield parts[0], (parts[1].strip() if len(parts) > 1 else None)
+            url = line.split(None, 1)[0]
+            rest = line[len(url) :].strip()
+            mirrors: list[str] = []
+            # Fields after the URL that are URLs themselves are its mirrors; the rest
+            # of the line, if any, is the path.
+            while rest:
+                field = rest.split(None, 1)[0]
+                if "://" not in field:
+                    break
+                mirrors.append(field)
+                rest = rest[len(field) :].strip()
+            yield url, (rest or None), tuple(mirrors)
 
 
-def _jobs(args: argparse.Namespace) -> list[tuple[str, str]]:
+def _jobs(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[tuple[str, ...]]]:
+    """The (URL, path) of each file, and each one's mirrors."""
     folder = args.dir or ""
-    entries: list[tuple[str, str | None]] = [(u, None) for u in args.urls]
+    entries: list[tuple[str, str | None, tuple[str, ...]]] = [(u, None, ()) for u in args.urls]
     if args.input_file:
         entries += list(_read_input(args.input_file))
     if not entries:
         raise _UsageError("no URL given (pass URLs, -i FILE, or --demo)")
+    if args.mirror:
+        if len(entries) != 1:
+            raise _UsageError("--mirror needs exactly one URL (put mirrors in -i FILE for several)")
+        entries = [(entries[0][0], entries[0][1], entries[0][2] + tuple(args.mirror))]
     if args.output is not None:
         if len(entries) != 1:
             raise _UsageError("-o/--output needs exactly one URL (use -d for several)")
-        entries = [(entries[0][0], args.output)]
+        entries = [(entries[0][0], args.output, entries[0][2])]
     taken: set[str] = set()
     jobs: list[tuple[str, str]] = []
-    for url, given in entries:
+    for url, given, _ in entries:
         if given is not None:
             keep = os.path.isabs(given) or args.output
             jobs.append((url, given if keep else os.path.join(folder, given)))
         else:
             jobs.append((url, os.path.join(folder, _unique(name_from_url(url), taken))))
-    return jobs
+    return jobs, [m for _, _, m in entries]
 
 
 def _headers(values: Sequence[str]) -> dict[str, str] | None:
@@ -488,7 +509,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.scheduler:
             return _on_cluster(args)
-        return _run(_request(args, _jobs(args)), args)
+        jobs, mirrors = _jobs(args)
+        extra = {"mirrors": mirrors} if any(mirrors) else {}
+        return _run(_request(args, jobs, **extra), args)
     except _UsageError as exc:
         parser.error(str(exc))
     except KeyboardInterrupt:

@@ -28,6 +28,7 @@ from . import _ffi
 from ._dispatch import Dispatcher, Run
 from ._errors import DownloaderClosedError
 from ._log import _TIlog
+from ._tasks import build_tasks
 from ._types import Callback
 
 __all__ = ["TTHSDownloader"]
@@ -41,91 +42,6 @@ def _int_arg(name: str, value: int) -> int:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if not _C_INT_MIN <= value <= _C_INT_MAX:
         raise ValueError(f"{name} out of range: {value}")
-    return value
-
-
-def _str_list(
-    name: str, values: Sequence[str | None] | None, count: int
-) -> list[str | None] | None:
-    if values is None:
-        return None
-    if isinstance(values, (str, bytes)):
-        raise TypeError(f"{name} must be a list of strings, not a single string")
-    items: list[str | None] = list(values)
-    if len(items) != count:
-        raise ValueError(f"{name} has {len(items)} entries but urls has {count}")
-    for item in items:
-        if item is not None and not isinstance(item, str):
-            raise TypeError(f"{name} must hold strings, found {type(item).__name__}")
-    return items
-
-
-def build_tasks(
-    urls: Sequence[str],
-    save_paths: Sequence[str | os.PathLike[str]],
-    *,
-    show_names: Sequence[str] | None = None,
-    ids: Sequence[str] | None = None,
-    checksums: Sequence[str | None] | None = None,
-    name_from_server: bool = False,
-    overwrite: bool = False,
-    max_connections_per_host: int | None = None,
-) -> list[dict[str, str | bool | int]]:
-    """The ``tasks_json`` array of ABI.md section 2, validated.
-
-    ``name_from_server`` and ``overwrite`` set the optional keys of the same names on
-    every task (our core: the file is named by the server's ``Content-Disposition``, see
-    docs/python-api.md); ``max_connections_per_host`` (1 to 4096) goes into every task.
-    Raises ``ValueError`` when the lists differ in length and ``TypeError`` for a bare
-    string where a list is expected.
-    """
-    if isinstance(urls, (str, bytes)):
-        raise TypeError("urls must be a list of URLs, not a single string")
-    if isinstance(save_paths, (str, bytes, os.PathLike)):
-        raise TypeError("save_paths must be a list of paths, not a single path")
-    url_list = list(urls)
-    path_list = [os.fspath(p) for p in save_paths]
-    if len(url_list) != len(path_list):
-        raise ValueError(
-            f"urls and save_paths must have the same length ({len(url_list)} != {len(path_list)})"
-        )
-    for url in url_list:
-        if not isinstance(url, str):
-            raise TypeError(f"urls must hold strings, found {type(url).__name__}")
-    for path in path_list:
-        if not isinstance(path, str):
-            raise TypeError("save_paths must hold str or os.PathLike[str]")
-    names = _str_list("show_names", show_names, len(url_list))
-    task_ids = _str_list("ids", ids, len(url_list))
-    sums = _str_list("checksums", checksums, len(url_list))
-    per_host = host_cap(max_connections_per_host)
-    tasks: list[dict[str, str | bool | int]] = []
-    for i, (url, path) in enumerate(zip(url_list, path_list)):
-        task: dict[str, str | bool | int] = {"url": url, "save_path": path}
-        if names is not None and names[i] is not None:
-            task["show_name"] = str(names[i])
-        if task_ids is not None and task_ids[i] is not None:
-            task["id"] = str(task_ids[i])
-        if sums is not None and sums[i] is not None:
-            task["checksum"] = str(sums[i])
-        if name_from_server:
-            task["name_from_server"] = True
-            if overwrite:
-                task["overwrite"] = True
-        if per_host is not None:
-            task["max_connections_per_host"] = per_host
-        tasks.append(task)
-    return tasks
-
-
-def host_cap(value: int | None) -> int | None:
-    """``max_connections_per_host`` checked: None, or an int from 1 to 4096."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"max_connections_per_host must be an int, got {type(value).__name__}")
-    if not 1 <= value <= 4096:
-        raise ValueError(f"max_connections_per_host must be from 1 to 4096, got {value}")
     return value
 
 
@@ -240,6 +156,7 @@ class TTHSDownloader:
         name_from_server: bool = False,
         overwrite: bool = False,
         max_connections_per_host: int | None = None,
+        mirrors: Sequence[Sequence[str] | None] | None = None,
     ) -> int:
         """Create a downloader for ``urls`` → ``save_paths`` and start it at once.
 
@@ -250,7 +167,9 @@ class TTHSDownloader:
         its ``save_path``'s folder, never replacing an existing file unless
         ``overwrite``); ``max_connections_per_host``: at most that many requests to one
         host at once (default ``thread_count``; the core goes lower while a host pushes
-        back).
+        back); ``mirrors``: per URL, a list of other URLs of the same file (or None):
+        ranges are spread over them by speed, and one that serves another file is
+        dropped (see docs/python-api.md).
 
         Returns the downloader id (> 0), or -1 when the core refused (the reason is
         logged).  Raises ``ValueError`` when the lists differ in length.
@@ -259,7 +178,7 @@ class TTHSDownloader:
             urls, save_paths, thread_count, chunk_size_mb, callback, use_callback_url,
             user_agent, remote_callback_url, use_socket, is_multiple, headers, show_names,
             ids, checksums, max_connections_per_host, start=True,
-            naming=(name_from_server, overwrite),
+            naming=(name_from_server, overwrite), mirrors=mirrors,
         )  # fmt: skip
 
     def get_downloader(
@@ -281,6 +200,7 @@ class TTHSDownloader:
         name_from_server: bool = False,
         overwrite: bool = False,
         max_connections_per_host: int | None = None,
+        mirrors: Sequence[Sequence[str] | None] | None = None,
     ) -> int:
         """Like :meth:`start_download` but only create the downloader.
 
@@ -291,7 +211,7 @@ class TTHSDownloader:
             urls, save_paths, thread_count, chunk_size_mb, callback, use_callback_url,
             user_agent, remote_callback_url, use_socket, None, headers, show_names, ids,
             checksums, max_connections_per_host, start=False,
-            naming=(name_from_server, overwrite),
+            naming=(name_from_server, overwrite), mirrors=mirrors,
         )  # fmt: skip
 
     def _create(
@@ -314,11 +234,12 @@ class TTHSDownloader:
         *,
         start: bool,
         naming: tuple[bool, bool] = (False, False),
+        mirrors: Sequence[Sequence[str] | None] | None = None,
     ) -> int:
         tasks = build_tasks(
             urls, save_paths, show_names=show_names, ids=ids, checksums=checksums,
             name_from_server=naming[0], overwrite=naming[1],
-            max_connections_per_host=max_connections_per_host,
+            max_connections_per_host=max_connections_per_host, mirrors=mirrors,
         )  # fmt: skip
         tasks_json = json.dumps(tasks, ensure_ascii=False)
         headers_json = _headers_json(headers)

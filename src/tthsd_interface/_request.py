@@ -17,14 +17,21 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Optional, Union, cast
 
-from ._downloader import TTHSDownloader, host_cap
+from ._downloader import TTHSDownloader
 from ._errors import DownloadRefusedError
+from ._tasks import host_cap, mirror_lists
 from ._types import Callback
 from ._units import parse_rate
 
 __all__ = ["DownloadRequest", "create_downloader", "start_downloader"]
+
+# typing.Union: evaluated at run time, where ``|`` needs Python 3.10.
+MirrorsArg = Optional[
+    Union[Mapping[str, Sequence[str]], Sequence[str], Sequence[Optional[Sequence[str]]]]
+]
+"""``mirrors`` of the high-level functions: see :func:`_mirrors`."""
 
 _DEFAULT_RETRY_DELAY_MS = 500
 _DEFAULT_MAX_RETRY_DELAY_MS = 30_000
@@ -82,6 +89,8 @@ class DownloadRequest:
     name_from_server: bool = False
     overwrite: bool = False
     max_connections_per_host: int | None = None
+    #: per URL, the other URLs of the same file (empty: none)
+    mirrors: tuple[tuple[str, ...], ...] | None = None
 
     def __repr__(self) -> str:
         return f"<DownloadRequest {len(self.urls)} file(s), {self.connections} connections>"
@@ -108,6 +117,7 @@ class DownloadRequest:
         name_from_server: bool = False,
         overwrite: bool = False,
         max_connections_per_host: int | None = None,
+        mirrors: MirrorsArg = None,
     ) -> DownloadRequest:
         url_list: list[str] = _as_list("urls", urls, (str,))
         for url in url_list:
@@ -142,6 +152,7 @@ class DownloadRequest:
             task_ids = tuple(_as_list("ids", ids, (str,)))
             if len(task_ids) != len(url_list):
                 raise ValueError(f"ids has {len(task_ids)} entries but urls has {len(url_list)}")
+        mirror_sets = _mirrors(mirrors, urls, url_list)
         if retries is not None and (isinstance(retries, bool) or retries < 0):
             raise ValueError(f"retries must be a non-negative int, got {retries!r}")
         return cls(
@@ -163,6 +174,7 @@ class DownloadRequest:
             name_from_server=bool(name_from_server),
             overwrite=bool(overwrite),
             max_connections_per_host=host_cap(max_connections_per_host),
+            mirrors=mirror_sets,
         )
 
     def names(self) -> tuple[str, ...]:
@@ -170,6 +182,27 @@ class DownloadRequest:
         if self.show_names is not None:
             return self.show_names
         return tuple(_file_name(p) for p in self.paths)
+
+
+def _mirrors(
+    mirrors: MirrorsArg, urls: str | Sequence[str], url_list: list[str]
+) -> tuple[tuple[str, ...], ...] | None:
+    """``mirrors`` of :func:`download` as one tuple per URL: a mapping from URL to its
+    mirrors, a list with one list (or None) per URL, or, for a single URL given as a
+    string, the list of its mirrors."""
+    if mirrors is None:
+        return None
+    if isinstance(mirrors, Mapping):
+        unknown = [u for u in mirrors if u not in url_list]
+        if unknown:
+            raise ValueError(f"mirrors names a URL that is not downloaded: {unknown[0]!r}")
+        per_url: list[Sequence[str] | None] = [mirrors.get(u) for u in url_list]
+    elif isinstance(urls, str) and all(isinstance(m, str) for m in mirrors):
+        per_url = [list(cast("Sequence[str]", mirrors))]
+    else:
+        per_url = list(mirrors)
+    checked = mirror_lists(per_url, len(url_list))
+    return None if checked is None else tuple(checked)
 
 
 def _pathlib_text(path: str) -> str:
@@ -202,6 +235,7 @@ def create_downloader(dl: TTHSDownloader, request: DownloadRequest, callback: Ca
         show_names=request.show_names, ids=list(request.ids), checksums=checksums,
         name_from_server=request.name_from_server, overwrite=request.overwrite,
         max_connections_per_host=request.max_connections_per_host,
+        mirrors=None if request.mirrors is None else list(request.mirrors),
     )  # fmt: skip
     if dl_id < 0:
         raise _refused(dl, "the core refused the download")

@@ -18,7 +18,37 @@ from typing import Any, cast
 from ._eventfields import event_type, float_field, int_field, str_field, success
 from ._types import EventType
 
-__all__ = ["DownloadEvent", "FileFailure", "FileResult"]
+__all__ = ["DownloadEvent", "FileFailure", "FileResult", "SourceShare"]
+
+
+@dataclass(frozen=True)
+class SourceShare:
+    """What one URL of a file with mirrors served (``FileResult.sources``)."""
+
+    url: str
+    """The URL as the core reports it: no credentials, no query string."""
+    bytes: int
+    """Bytes of the file it served in this run (since the file last started from zero)."""
+    dropped: str | None = None
+    """Why the core stopped using it (another file, failures), or None."""
+
+    @classmethod
+    def list_from(cls, value: object) -> tuple[SourceShare, ...]:
+        """The ``Sources`` list of an ``endOne`` message (entries that do not parse are
+        skipped)."""
+        if not isinstance(value, list):
+            return ()
+        out = []
+        for item in value:
+            if isinstance(item, dict) and isinstance(item.get("URL"), str):
+                n = item.get("Bytes")
+                why = item.get("Dropped")
+                out.append(cls(
+                    item["URL"],
+                    n if isinstance(n, int) and not isinstance(n, bool) else 0,
+                    why if isinstance(why, str) else None,
+                ))  # fmt: skip
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -34,6 +64,9 @@ class FileResult:
     """From the moment the core started this file to the moment it completed."""
     average_speed: float
     """``bytes / seconds``, in bytes per second (0.0 for an instant completion)."""
+    sources: tuple[SourceShare, ...] = ()
+    """For a file with mirrors: what each of its URLs served (its own URL first, then
+    the mirrors in the order given); empty otherwise."""
 
 
 @dataclass(frozen=True)

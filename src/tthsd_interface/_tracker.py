@@ -12,7 +12,7 @@ from typing import Any
 from ._errors import DownloadError
 from ._eventfields import event_type, int_field, str_field, success
 from ._request import DownloadRequest
-from ._results import DownloadEvent, FileFailure, FileResult, file_size
+from ._results import DownloadEvent, FileFailure, FileResult, SourceShare, file_size
 
 __all__ = ["Tracker"]
 
@@ -30,6 +30,7 @@ class _File:
     message: str | None = None
     downloaded: int = 0
     total: int = 0
+    sources: tuple[SourceShare, ...] = ()
 
 
 class Tracker:
@@ -84,6 +85,7 @@ class Tracker:
             saved_as = str_field(msg, "SavedAs")
             if saved_as:
                 f.path = saved_as
+            f.sources = SourceShare.list_from(msg.get("Sources"))
 
     def outcome(self) -> tuple[list[FileResult], list[FileFailure]]:
         """Completed files, and failed ones (files that never ended count as stopped)."""
@@ -98,7 +100,7 @@ class Tracker:
                 size = f.downloaded if size is None else size
                 seconds = max(0.0, (f.ended or 0.0) - (f.started or f.ended or 0.0))
                 speed = size / seconds if seconds > 0 else 0.0
-                results.append(FileResult(f.url, Path(f.path), size, seconds, speed))
+                results.append(FileResult(f.url, Path(f.path), size, seconds, speed, f.sources))
         return results
 
     def failures(self) -> list[FileFailure]:

@@ -95,6 +95,8 @@ class EndOneMsg(_EndOneMsgKeys, total=False):
 
     SavedAs: str
     """Where the file was saved, when the server's ``Content-Disposition`` named it."""
+    Sources: list[dict[str, Any]]
+    """For a task with mirrors: ``{"URL", "Bytes", "Dropped"}`` per URL, its own first."""
 
 
 class _UpdateMsgKeys(TypedDict):
@@ -171,6 +173,8 @@ class TaskStats(TypedDict, total=False):
     contiguous: int
     """Bytes from offset 0 that are all on disk: an in-order reader may consume them."""
     error: str | None
+    sources: list[dict[str, Any]]
+    """Only for a task with mirrors: ``{"URL", "Bytes", "Dropped"}`` per URL, its own first."""
 
 
 class PerformanceStats(TypedDict, total=False):

@@ -129,6 +129,29 @@ def test_input_file_with_comments_paths_and_stdin(
     assert sha256_file(tmp_path / "from-stdin.bin") == one.sha256()
 
 
+def test_input_file_lines_name_mirrors_as_aria2c_does(
+    core: Path, http_server_factory: Any, tmp_path: Path
+) -> None:
+    main, same, other = http_server_factory(), http_server_factory(), http_server_factory()
+    one = main.add("/m.bin", size=3 * MiB, throttle=4 * MiB)
+    mirror = same.add("/m.bin", one.body)
+    stale = other.add("/m.bin", size=3 * MiB, salt="old build")
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{one.url}\t{mirror.url}\t{stale.url}\tm copy.bin\n")
+    out = tthsd(core, tmp_path, "--json", "-x", "8", "-k", "1", "-i", str(listing))
+    assert out.returncode == 0, out.stderr
+    assert sha256_file(tmp_path / "m copy.bin") == one.sha256()
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    (end_one,) = [e["msg"] for e in lines if e.get("event", {}).get("Type") == "endOne"]
+    urls = [(s["URL"], s["Dropped"] is None) for s in end_one["Sources"]]
+    assert urls == [(one.url, True), (mirror.url, True), (stale.url, False)], end_one
+    assert sum(s["Bytes"] for s in end_one["Sources"]) == one.size
+    # --mirror: the same for a URL on the command line.
+    out = tthsd(core, tmp_path, "-q", "-o", "again.bin", "--mirror", mirror.url, one.url)
+    assert out.returncode == 0, out.stderr
+    assert sha256_file(tmp_path / "again.bin") == one.sha256()
+
+
 def test_json_lines_on_stdout(core: Path, http_server: LoopbackServer, tmp_path: Path) -> None:
     good = http_server.add("/j.bin", size=MiB)
     http_server.add("/gone", status=404)
@@ -187,6 +210,11 @@ def test_exit_status_1_lists_each_failed_file_with_its_code(
         (["-i", "does-not-exist.txt"], "cannot read"),
         (["gopher://example.invalid/x"], "refused"),
         (["--proxy", "ftp://nowhere", "http://127.0.0.1:1/a"], "proxy"),
+        (
+            ["--mirror", "http://127.0.0.1:1/m", "http://127.0.0.1:1/a", "http://127.0.0.1:1/b"],
+            "--mirror needs exactly one URL",
+        ),
+        (["--mirror", "http://127.0.0.1:1/a", "http://127.0.0.1:1/a"], "repeats"),
     ],
 )
 def test_usage_errors_exit_2(core: Path, tmp_path: Path, args: list[str], message: str) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import tthsd_interface
 from tthsd_interface import Event, TTHSDownloader
-from tthsd_interface._downloader import build_tasks
+from tthsd_interface._tasks import build_tasks
 
 
 def test_the_documented_module_name_works() -> None:

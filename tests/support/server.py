@@ -193,6 +193,9 @@ class Response:
     framing: str = "length"
     keep_alive: bool = True
     throttle: float | None = None  #: bytes per second for this response
+    #: called with each block's size before it is sent; returns seconds to wait first
+    #: (a bandwidth shared by several responses: ``support.pacing.Uplink.take``)
+    pace: Callable[[int], float] | None = None
     delay: float = 0.0  #: seconds to wait before sending the status line
     close_after: int | None = None  #: close (FIN) after this many body bytes
     reset_after: int | None = None  #: reset (RST) after this many body bytes
@@ -726,6 +729,11 @@ class LoopbackServer:
                 piece = blk
                 if stall_at is not None and sent < stall_at < sent + len(piece):
                     piece = blk[: stall_at - sent]
+                if resp.pace is not None:
+                    wait = resp.pace(len(piece))
+                    if wait > 0 and self._stopping.wait(wait):
+                        rec.outcome = "stopped"
+                        return False
                 out = b"%x\r\n" % len(piece) + piece + b"\r\n" if chunked else piece
                 sock.sendall(pending + out if pending else out)
                 pending = b""

@@ -75,6 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             name_from_server: false,
             overwrite: false,
             max_connections_per_host: None,
+            mirrors: Vec::new(),
             url,
         });
     }

@@ -213,7 +213,7 @@ impl Downloader {
             .tasks
             .iter()
             .map(|t| {
-                json!({
+                let mut entry = json!({
                     "id": t.spec.id,
                     "show_name": t.spec.show_name,
                     "url": crate::http::redact(&t.spec.url),
@@ -224,7 +224,15 @@ impl Downloader {
                     "speed": t.speed(),
                     "contiguous": t.contiguous(),
                     "error": *lock(&t.error),
-                })
+                });
+                // What each URL of a task with mirrors served (`mirrors`).
+                if !t.spec.mirrors.is_empty()
+                    && let Some(obj) = entry.as_object_mut()
+                {
+                    let list = lock(&t.sources).iter().map(|s| s.value()).collect();
+                    obj.insert("sources".into(), Value::Array(list));
+                }
+                entry
             })
             .collect();
         json!({

@@ -34,6 +34,26 @@ pub struct TaskInfo {
     /// Where the file was published when the server named it (`name_from_server`);
     /// sent as `SavedAs` in `endOne`.
     pub saved_as: Option<String>,
+    /// What each of the task's URLs served, when it has mirrors (its own URL first);
+    /// sent as `Sources` in `endOne`.
+    pub sources: Vec<SourceShare>,
+}
+
+/// What one of a task's URLs served since its file last started from zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceShare {
+    /// As events show it: no credentials, no query.
+    pub url: String,
+    pub bytes: u64,
+    /// Why it was dropped, when it was.
+    pub dropped: Option<String>,
+}
+
+impl SourceShare {
+    /// As `endOne`'s `Sources` and the statistics list it.
+    pub fn value(&self) -> Value {
+        json!({"URL": self.url, "Bytes": self.bytes, "Dropped": self.dropped})
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +189,10 @@ fn task_info_value(info: &TaskInfo, success: Option<bool>) -> Value {
         if let Some(p) = &info.saved_as {
             obj.insert("SavedAs".into(), Value::String(p.clone()));
         }
+        if !info.sources.is_empty() {
+            let list = info.sources.iter().map(SourceShare::value).collect();
+            obj.insert("Sources".into(), Value::Array(list));
+        }
     }
     v
 }
@@ -192,6 +216,7 @@ mod tests {
             index: 1,
             total: 2,
             saved_as: None,
+            sources: Vec::new(),
         };
         let e = Event::task(
             EventKind::EndOne {

@@ -73,6 +73,20 @@ pub(crate) async fn download_file(shared: &Arc<Shared>, task: &Arc<TaskState>) -
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
+        if e.code == ErrorCode::ChecksumMismatch && mirrors_served(task) {
+            // Some source sent bytes of another file: only the task's own URL is
+            // trusted from here, from zero (the failed bytes were never published).
+            task.mirrors_off.store(true, Ordering::Relaxed);
+            reset_state(task);
+            shared.task_msg(
+                task,
+                format!(
+                    "{}; the mirrors served part of it: restarting from zero without them",
+                    e.message
+                ),
+            );
+            continue;
+        }
         match after_file_failure(&e, &mut streak, restarts < MAX_RESTARTS) {
             FileStep::Restart => {
                 restarts += 1;
@@ -105,6 +119,11 @@ pub(crate) async fn download_file(shared: &Arc<Shared>, task: &Arc<TaskState>) -
             }
         }
     }
+}
+
+/// Whether a mirror (not the task's own URL) put bytes into the file in this run.
+fn mirrors_served(task: &TaskState) -> bool {
+    !task.mirrors_off.load(Ordering::Relaxed) && task.mirror_bytes.load(Ordering::Relaxed)
 }
 
 /// A file already at `save_path` counts as done when it matches the task's checksum,

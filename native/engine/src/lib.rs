@@ -12,6 +12,8 @@
 //! - `run`: one run: tasks in order or side by side, the progress ticker.
 //! - `fetch`: one file, the driver of the stages below, and its restarts and retries.
 //!   - `probe`: the first request and what its answer means.
+//!   - `mirrors`: where each lease's bytes come from when a task names mirrors
+//!     (vetting, choice by speed, dropping).
 //!   - `ranged`: the ranged transfer: workers that take leases of the [`plan`] and
 //!     stream their ranges into the part file.
 //!   - `stream`: the whole-body stream of a server without ranges.
@@ -52,6 +54,7 @@ mod fetch;
 mod finalize;
 pub mod http;
 pub mod journal;
+mod mirrors;
 pub mod plan;
 mod probe;
 mod publish;
@@ -77,7 +80,7 @@ mod verify;
 
 pub use downloader::{Config, Downloader, Mode, State};
 pub use error::{Error, ErrorCode, Result};
-pub use events::{Event, EventKind, EventSink, NullSink, TaskInfo};
+pub use events::{Event, EventKind, EventSink, NullSink, SourceShare, TaskInfo};
 pub use http::ProxySetting;
 pub use retry::RetryPolicy;
 pub use task::{TaskSpec, check_user_agent, parse_headers_json, parse_tasks, parse_url};

@@ -8,6 +8,10 @@
 //! else the file changed (`file_changed`, not transient). While the
 //! workers run, the journal, the writeback and the prefix hasher run beside them. The
 //! transfer ends with every byte on disk and the file finalized, or with an error.
+//!
+//! A task with mirrors fetches each lease from one of its [`Sources`]: the worker picks
+//! the source before the lease, and a source that fails for good gives its lease back
+//! to the plan and is dropped (`mirrors`).
 
 use std::sync::atomic::Ordering;
 
@@ -20,9 +24,10 @@ use crate::body::{Batch, read_batch};
 use crate::error::{Error, ErrorCode, Result};
 use crate::finalize::{finalize, writeback};
 use crate::journal::Validators;
+use crate::mirrors::{Busy, SAMPLE, Sources};
 use crate::plan::{Lease, MIN_SPLIT, Next, Plan, piece_size};
 use crate::pushback::HostPermit;
-use crate::relink::{Link, Renewal};
+use crate::relink::Renewal;
 use crate::request::{Connection, FileCtx, connection};
 use crate::resume::journaler;
 use crate::retry::{FileBudget, RangeStep, Streak, after_range_failure};
@@ -34,10 +39,10 @@ use crate::verify::prefix_hasher;
 /// Shared by the connections of one ranged file.
 struct RangeCtx<'a> {
     file: &'a FileCtx<'a>,
-    /// Where ranges go: the URL the probe's bytes came from, renewed when it expires.
-    link: Link<'a>,
+    /// Where ranges go: the URL the probe's bytes came from (renewed when it
+    /// expires), and the task's mirrors.
+    sources: Sources<'a>,
     total: u64,
-    validators: Validators,
     part: PartFile,
     plan: Plan,
     /// Told whenever a worker's lease ends: a worker waiting to judge a young, slow
@@ -94,21 +99,25 @@ pub(crate) async fn transfer<'a>(
         part.set_len(total)
             .map_err(|e| Error::from_io("sizing the part file", &e))?;
     }
-    let piece = piece_size(total, ctx.cfg.chunk_size, ctx.host_ceiling());
-    let plan = Plan::new(&missing, piece);
-    let lease0 = plan.adopt(first.0, first.1);
+    let sources = Sources::new(ctx, source, &final_url, &validators);
     let remaining: u64 = missing.iter().map(|(s, e)| e - s).sum();
-    // As many workers as the host may ever get: those beyond its learned limit wait for
-    // room (`pushback`) instead of sending requests it would refuse.
+    // As many workers as the hosts may ever get: those beyond a host's learned limit
+    // wait for room (`pushback`) instead of sending requests it would refuse.
     let workers = ctx
         .host_ceiling()
+        .saturating_mul(sources.len())
+        .min(ctx.cfg.connections.max(1))
         .min(remaining.div_ceil(MIN_SPLIT) as usize)
         .max(1);
+    let piece = piece_size(total, ctx.cfg.chunk_size, workers.max(ctx.host_ceiling()));
+    let plan = Plan::new(&missing, piece);
+    let lease0 = plan.adopt(first.0, first.1);
+    // The mirrors are compared with the first bytes the task's URL sends.
+    let window = (first.0, first.0 + SAMPLE.min(first.1 - first.0));
     let rctx = RangeCtx {
         file: ctx,
-        link: Link::new(ctx, source, &final_url),
+        sources,
         total,
-        validators,
         part,
         plan,
         lease_ended: Notify::new(),
@@ -119,9 +128,13 @@ pub(crate) async fn transfer<'a>(
         &rctx,
         &budget,
         Some((lease0, first_resp, first.1, conn, permit)),
+        None,
     ));
-    for _ in 1..workers {
-        pool.push(worker(&rctx, &budget, None));
+    // The first leases are spread over the sources round robin (`mirrors`).
+    let n_sources = rctx.sources.len();
+    for i in 1..workers {
+        let assigned = (n_sources > 1).then_some(i % n_sources);
+        pool.push(worker(&rctx, &budget, None, assigned));
     }
     let all = async {
         // Workers that found nothing left to do: their connections worked to the end.
@@ -146,13 +159,18 @@ pub(crate) async fn transfer<'a>(
                     return Err(e);
                 }
                 healthy -= 1;
-                pool.push(worker(&rctx, &budget, None));
+                pool.push(worker(&rctx, &budget, None, None));
             }
         }
         Ok::<(), Error>(())
     };
+    let vetting = async {
+        rctx.sources.vet_all(window, total, &rctx.part).await;
+        std::future::pending::<()>().await
+    };
     tokio::select! {
         r = all => r?,
+        _ = vetting => {}
         _ = journaler(task.clone(), ctx.cfg) => {}
         _ = writeback(task, &rctx.part, ctx.cfg.durable) => {}
         _ = prefix_hasher(task.clone()) => {}
@@ -188,28 +206,42 @@ enum LeaseEnd {
     StepAside,
     /// Out of retries (the error says why).
     HandBack(Error),
+    /// Its source was dropped: the bytes go back to the plan and the worker picks
+    /// another source.
+    Moved,
 }
 
-/// One connection's loop: wait for room at the host, take a lease, fetch it, repeat
-/// until the plan is drained. The room is taken before the lease, so a waiting worker
-/// holds no bytes others could fetch.
+/// One connection's loop: pick a source, wait for room at its host, take a lease, fetch
+/// it, repeat until the plan is drained. The room is taken before the lease, so a
+/// waiting worker holds no bytes others could fetch. `assigned`: the source of its
+/// first lease (`mirrors`).
 async fn worker(
     ctx: &RangeCtx<'_>,
     budget: &FileBudget,
     first: Option<FirstResponse>,
+    assigned: Option<usize>,
 ) -> Result<WorkerEnd> {
     let f = ctx.file;
     let mut first = first;
-    let mut room: Option<HostPermit> = None;
+    let mut assigned = assigned;
+    // Room at the host of the source of the last lease, kept for the next request there.
+    let mut room: Option<(usize, HostPermit)> = None;
     let mut prev_end = None;
     loop {
-        let (lease, pre, mut permit) = match first.take() {
-            Some((lease, resp, end, conn, permit)) => (lease, Some((resp, end, conn)), permit),
+        let (lease, pre, mut permit, busy) = match first.take() {
+            Some((lease, resp, end, conn, permit)) => {
+                let busy = ctx.sources.first_choice(0).await;
+                (lease, Some((resp, end, conn)), permit, busy)
+            }
             None => {
+                let busy = match assigned.take() {
+                    Some(i) => ctx.sources.first_choice(i).await,
+                    None => ctx.sources.choose(),
+                };
                 let permit = match room.take() {
-                    Some(p) => p,
-                    None => {
-                        let url = ctx.link.current().1.url().clone();
+                    Some((i, p)) if i == busy.index => p,
+                    _ => {
+                        let url = ctx.sources.link(busy.index).current().1.url().clone();
                         f.shared.limits.acquire(&url, f.host_ceiling()).await
                     }
                 };
@@ -218,10 +250,10 @@ async fn worker(
                 tokio::pin!(ended);
                 ended.as_mut().enable();
                 match ctx.plan.next_after(prev_end) {
-                    Next::Lease(l) => (l, None, permit),
+                    Next::Lease(l) => (l, None, permit, busy),
                     Next::Done => return Ok(WorkerEnd::Drained),
                     Next::Wait(d) => {
-                        drop(permit); // the host's room is for requests, not for waiting
+                        drop((permit, busy)); // the host's room is for requests, not for waiting
                         tokio::select! {
                             _ = ended => {}
                             _ = tokio::time::sleep(d) => {}
@@ -231,15 +263,15 @@ async fn worker(
                 }
             }
         };
-        let fetched = fetch_lease(ctx, budget, &lease, pre, &mut permit).await;
+        let fetched = fetch_lease(ctx, budget, &lease, pre, &mut permit, &busy).await;
         ctx.lease_ended.notify_waiters();
         let e = match fetched? {
             LeaseEnd::Done => {
-                room = Some(permit);
+                room = Some((busy.index, permit));
                 prev_end = Some(lease.end());
                 continue;
             }
-            LeaseEnd::StepAside => {
+            LeaseEnd::StepAside | LeaseEnd::Moved => {
                 ctx.plan.release(&lease);
                 drop(permit); // room for the host's other requests
                 prev_end = None;
@@ -269,12 +301,20 @@ async fn fetch_lease(
     lease: &Lease,
     pre: Option<(AnyBody, u64, Connection)>,
     permit: &mut HostPermit,
+    busy: &Busy<'_, '_>,
 ) -> Result<LeaseEnd> {
     let f = ctx.file;
+    let at = busy.index;
+    let link = ctx.sources.link(at);
+    let validators = ctx.sources.validators(at);
     let mut pre = pre;
     let mut streak = Streak::new(f.cfg.retry);
     while lease.remaining() > 0 {
         let before = lease.pos();
+        if pre.is_none() && ctx.sources.is_dropped(at) {
+            // Dropped while this range waited to retry: another source takes it.
+            return Ok(LeaseEnd::Moved);
+        }
         if pre.is_none() && permit.over_limit() {
             // Lowered while this range waited to retry: room for the others first.
             return Ok(LeaseEnd::StepAside);
@@ -283,38 +323,37 @@ async fn fetch_lease(
         let result = match pre.take() {
             Some((resp, end, conn)) => {
                 permit.answered();
-                stream_range(ctx, lease, resp, end, conn).await
+                stream_range(ctx, lease, at, resp, end, conn).await
             }
             None => {
-                let (generation, source) = ctx.link.current();
+                let (generation, source) = link.current();
                 // A host that asked for a pause gets no request before its time.
                 f.shared.hosts.wait(source.url()).await;
                 let conn = connection(f.shared, &f.client).await?;
-                let asked =
-                    source.range(&conn, lease.pos(), lease.end(), ctx.total, &ctx.validators);
+                let asked = source.range(&conn, lease.pos(), lease.end(), ctx.total, &validators);
                 match asked.await {
                     Ok((resp, end)) => {
                         permit.answered();
-                        ctx.link.served(generation);
-                        stream_range(ctx, lease, resp, end, conn).await
+                        link.served(generation);
+                        stream_range(ctx, lease, at, resp, end, conn).await
                     }
                     // An expired link: the link renews it (once for all connections).
-                    Err(e) if ctx.link.may_renew(&e) => {
-                        let renewed = ctx.link.renew(
+                    Err(e) if link.may_renew(&e) => {
+                        let renewed = link.renew(
                             generation,
                             e,
                             &conn,
                             lease.pos(),
                             lease.end(),
                             ctx.total,
-                            &ctx.validators,
+                            &validators,
                         );
                         match renewed.await {
                             // Not a failure of this range: ask again on the new link.
                             Ok(Renewal::Replaced) => continue,
                             Ok(Renewal::Body(resp, end)) => {
                                 permit.answered();
-                                stream_range(ctx, lease, resp, end, conn).await
+                                stream_range(ctx, lease, at, resp, end, conn).await
                             }
                             Err(e) => Err(e),
                         }
@@ -325,7 +364,13 @@ async fn fetch_lease(
         };
         let Err(e) = result else { continue };
         if let Some(wait) = e.retry_after {
-            f.shared.hosts.hold(ctx.link.current().1.url(), wait);
+            f.shared.hosts.hold(link.current().1.url(), wait);
+        }
+        // A source that fails for good is dropped while another can take its bytes.
+        if !e.transient && !e.pushback && ctx.sources.droppable(at) {
+            permit.failed();
+            ctx.sources.drop_source(at, &e.message);
+            return Ok(LeaseEnd::Moved);
         }
         if !e.pushback {
             permit.failed();
@@ -366,6 +411,10 @@ async fn fetch_lease(
                 );
                 tokio::time::sleep(wait).await;
             }
+            RangeStep::HandBack if ctx.sources.droppable(at) => {
+                ctx.sources.drop_source(at, &e.message);
+                return Ok(LeaseEnd::Moved);
+            }
             RangeStep::HandBack => return Ok(LeaseEnd::HandBack(e)),
             RangeStep::Fail => {
                 let mut e = e;
@@ -382,10 +431,28 @@ async fn fetch_lease(
     Ok(LeaseEnd::Done)
 }
 
-/// Streams a 206 body for `[lease.pos(), promised_end)` into the part file.
+/// Streams a 206 body of source `at` for `[lease.pos(), promised_end)` into the part
+/// file; the source's speed is measured over it.
 async fn stream_range(
     ctx: &RangeCtx<'_>,
     lease: &Lease,
+    at: usize,
+    resp: AnyBody,
+    promised_end: u64,
+    conn: Connection,
+) -> Result<()> {
+    let began = std::time::Instant::now();
+    let from = lease.pos();
+    let r = stream_body(ctx, lease, at, resp, promised_end, conn).await;
+    ctx.sources
+        .measured(at, lease.pos().saturating_sub(from), began.elapsed());
+    r
+}
+
+async fn stream_body(
+    ctx: &RangeCtx<'_>,
+    lease: &Lease,
+    at: usize,
     mut resp: AnyBody,
     promised_end: u64,
     conn: Connection,
@@ -409,15 +476,15 @@ async fn stream_range(
             Ok(at_end) => at_end,
             Err(e) => {
                 // Keep what arrived before the failure.
-                commit(ctx, lease, &mut batch, promised_end)?;
+                commit(ctx, lease, at, &mut batch, promised_end)?;
                 return Err(e);
             }
         };
         if overrun {
-            commit(ctx, lease, &mut batch, promised_end)?;
+            commit(ctx, lease, at, &mut batch, promised_end)?;
             return Ok(()); // the connection is dropped with the rest of the body
         }
-        let more = commit(ctx, lease, &mut batch, promised_end)?;
+        let more = commit(ctx, lease, at, &mut batch, promised_end)?;
         if !more || lease.remaining() == 0 && !ctx.plan.extend(lease, promised_end) {
             // Cut short by a thief, or everything we need is here: stop reading.
             if lease.relieved() {
@@ -443,7 +510,13 @@ async fn stream_range(
 /// lease was cut short (the rest of the batch belongs to another connection). A batch
 /// that runs past the lease's end first tries to take the next pending piece, up to
 /// where the response ends (`promised_end`).
-fn commit(ctx: &RangeCtx<'_>, lease: &Lease, batch: &mut Batch, promised_end: u64) -> Result<bool> {
+fn commit(
+    ctx: &RangeCtx<'_>,
+    lease: &Lease,
+    at: usize,
+    batch: &mut Batch,
+    promised_end: u64,
+) -> Result<bool> {
     if batch.is_empty() {
         return Ok(true);
     }
@@ -466,6 +539,7 @@ fn commit(ctx: &RangeCtx<'_>, lease: &Lease, batch: &mut Batch, promised_end: u6
             .task
             .downloaded
             .fetch_add(granted, Ordering::Relaxed);
+        ctx.sources.served(at, granted);
     }
     batch.clear();
     Ok(granted == wanted)

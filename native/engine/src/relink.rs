@@ -1,11 +1,13 @@
-//! Which URL a file's ranges go to ([`Link`]), and a fresh one when it expires.
+//! Which URL a file's ranges go to ([`Link`]: one per source, the task's URL and each
+//! mirror), and a fresh one when it expires.
 //!
 //! Large files often come through a redirect to a signed, short-lived URL (object
 //! stores, release assets, CDNs). Such a link serves ranges for a while, then refuses
 //! (401, 403, 410, or a 400 saying the request expired: `Error::refused`). Every range
 //! request of a ranged transfer takes its URL from the file's [`Link`], so this is the
 //! one place that decides where ranges go: on a refusal of a URL that a redirect led
-//! to, the task's own URL is resolved again (redirects followed anew) by a request for
+//! to, the URL the user gave (the task's, or the mirror's) is resolved again
+//! (redirects followed anew) by a request for
 //! the range that was refused, and the answer must be the same file (size and
 //! validators; otherwise `file_changed`, and the file restarts from zero as for any
 //! changed file). The new URL then serves every later range.
@@ -15,7 +17,7 @@
 //! at most [`MAX_RELINKS`] renewals per transfer, and a link that serves nothing but its
 //! own resolving request before it is refused again gets [`MAX_IDLE_RELINKS`] renewals
 //! in a row at most; each renewal is announced once (a `msg` event). A link that was
-//! not reached through a redirect is never renewed: the task's URL itself refused.
+//! not reached through a redirect is never renewed: the URL the user gave refused.
 
 use std::sync::{Arc, Mutex};
 
@@ -40,8 +42,11 @@ pub(crate) const MAX_IDLE_RELINKS: u32 = 2;
 /// What the ranges of one file are fetched from.
 pub(crate) struct Link<'a> {
     file: &'a FileCtx<'a>,
-    /// The source at the task's own URL, where a renewal starts.
+    /// The source at the URL the user gave (the task's, or a mirror's), where a
+    /// renewal starts.
     origin: AnySource<'a>,
+    /// The link of the task's own URL: the journal names where its ranges go.
+    primary: bool,
     current: Mutex<Current<'a>>,
     /// Held by the one connection renewing the link; the others wait for its outcome.
     renewing: tokio::sync::Mutex<()>,
@@ -69,11 +74,18 @@ pub(crate) enum Renewal {
 }
 
 impl<'a> Link<'a> {
-    /// The link of a file whose first bytes came from `final_url`.
-    pub fn new(file: &'a FileCtx<'a>, source: &AnySource<'a>, final_url: &Url) -> Link<'a> {
+    /// The link of `source` (at the URL the user gave), whose ranges go to `final_url`;
+    /// `primary` for the task's own URL.
+    pub fn new(
+        file: &'a FileCtx<'a>,
+        source: &AnySource<'a>,
+        final_url: &Url,
+        primary: bool,
+    ) -> Link<'a> {
         Link {
             file,
-            origin: source.at(&file.task.spec.url),
+            origin: source.at(source.url()),
+            primary,
             current: Mutex::new(Current {
                 generation: 0,
                 source: Arc::new(source.at(final_url)),
@@ -101,7 +113,20 @@ impl<'a> Link<'a> {
 
     /// Whether `e` calls for a new link: a refusal of a URL a redirect led to.
     pub fn may_renew(&self, e: &Error) -> bool {
-        e.refused && self.current().1.url() != &self.file.task.spec.url
+        e.refused && self.current().1.url() != self.origin.url()
+    }
+
+    /// The URL the user gave for this link.
+    pub fn origin_url(&self) -> &Url {
+        self.origin.url()
+    }
+
+    /// Later ranges go to `final_url` (where the first request of a mirror was
+    /// redirected to).
+    pub fn follow(&self, final_url: &Url) {
+        if self.current().1.url() != final_url {
+            self.install(final_url);
+        }
     }
 
     /// Renews the link after a request made on generation `seen` got the refusal `e`:
@@ -143,7 +168,7 @@ impl<'a> Link<'a> {
             format!(
                 "The link a redirect led to was refused ({}); resolving {} again (renewal {n}, at most {MAX_RELINKS})",
                 e.message,
-                redact(&f.task.spec.url)
+                redact(self.origin.url())
             ),
         );
         let opening = self
@@ -188,7 +213,9 @@ impl<'a> Link<'a> {
             c.source = Arc::new(self.origin.at(final_url));
             c.used = false;
         }
-        if let Some(s) = lock(&self.file.task.file).as_mut() {
+        if self.primary
+            && let Some(s) = lock(&self.file.task.file).as_mut()
+        {
             s.final_url = Some(final_url.clone());
         }
     }

@@ -76,15 +76,17 @@ pub(crate) async fn connection(shared: &Arc<Shared>, client: &Client) -> Result<
     })
 }
 
-/// Sends a GET, bounded by the read timeout while waiting for the response head.
+/// Sends a GET with `headers`, bounded by the read timeout while waiting for the
+/// response head.
 pub(crate) async fn send(
     ctx: &FileCtx<'_>,
     conn: &Connection,
     url: &Url,
+    headers: &HeaderMap,
     range: Option<String>,
     if_range: Option<&str>,
 ) -> Result<Response> {
-    let fut = http::get(&ctx.client, &conn.slot, url, &ctx.headers, range, if_range);
+    let fut = http::get(&ctx.client, &conn.slot, url, headers, range, if_range);
     match tokio::time::timeout(ctx.head_timeout(), fut).await {
         Ok(r) => r,
         Err(_) => Err(Error::transient(

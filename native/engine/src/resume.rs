@@ -82,6 +82,11 @@ pub(crate) fn reset_state(task: &TaskState) {
         ..FileState::empty()
     });
     task.downloaded.store(0, Ordering::Relaxed);
+    // A file from zero owes nothing to any source yet, and every mirror is vetted anew.
+    for share in lock(&task.sources).iter_mut() {
+        share.bytes = 0;
+        share.dropped = None;
+    }
 }
 
 /// Removes the task's journal if one may exist. Call with `journal_lock` held (or

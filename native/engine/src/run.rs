@@ -86,6 +86,11 @@ fn task_info(t: &TaskState, total: usize) -> TaskInfo {
         saved_as: lock(&t.publish_as)
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned()),
+        sources: if t.spec.mirrors.is_empty() {
+            Vec::new()
+        } else {
+            lock(&t.sources).clone()
+        },
     }
 }
 

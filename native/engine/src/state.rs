@@ -16,8 +16,8 @@ use url::Url;
 
 use crate::checksum::Hasher;
 use crate::error::Result;
-use crate::events::{Event, EventKind, EventSink};
-use crate::http::{Client, ClientConfig, ProxySetting, build_client};
+use crate::events::{Event, EventKind, EventSink, SourceShare};
+use crate::http::{Client, ClientConfig, ProxySetting, build_client, redact};
 use crate::journal::Validators;
 use crate::pushback::HostLimits;
 use crate::range::RangeSet;
@@ -154,6 +154,14 @@ pub(crate) struct TaskState {
     /// The task's place among the files a parallel run transfers at once; given up
     /// when its transfer is over, before the file is made durable.
     pub slot: Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+    /// What each of the task's URLs served since the file last started from zero: its
+    /// own first, then its mirrors (`mirrors`).
+    pub sources: Mutex<Vec<SourceShare>>,
+    /// The file's mirrors are not used any more: bytes they served failed the checksum.
+    pub mirrors_off: AtomicBool,
+    /// A mirror put bytes into the file in this run (kept across restarts from zero, so
+    /// a checksum that fails after one is blamed on the mirrors).
+    pub mirror_bytes: AtomicBool,
 }
 
 impl TaskState {
@@ -254,6 +262,19 @@ pub(crate) struct Shared {
     pub limits: HostLimits,
 }
 
+/// The shares of a task's sources before anything was fetched: its URL, then its
+/// mirrors.
+fn initial_shares(url: &Url, mirrors: &[Url]) -> Vec<SourceShare> {
+    std::iter::once(url)
+        .chain(mirrors)
+        .map(|u| SourceShare {
+            url: redact(u),
+            bytes: 0,
+            dropped: None,
+        })
+        .collect()
+}
+
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: every guarded
 /// value here stays consistent between statements.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -268,7 +289,6 @@ impl Shared {
             .enumerate()
             .map(|(i, spec)| {
                 Arc::new(TaskState {
-                    spec,
                     index: i + 1,
                     phase: Mutex::new(TaskPhase::Pending),
                     downloaded: AtomicU64::new(0),
@@ -284,6 +304,10 @@ impl Shared {
                     finalize_lock: Mutex::new(()),
                     digest: Mutex::new(None),
                     slot: Mutex::new(None),
+                    sources: Mutex::new(initial_shares(&spec.url, &spec.mirrors)),
+                    mirrors_off: AtomicBool::new(false),
+                    mirror_bytes: AtomicBool::new(false),
+                    spec,
                 })
             })
             .collect();

@@ -30,7 +30,13 @@ pub struct TaskSpec {
     /// At most this many requests to the task's host at once (`max_connections_per_host`);
     /// None: `thread_count`. The engine may go lower when the host pushes back.
     pub max_connections_per_host: Option<usize>,
+    /// Other URLs of the same file (task key `mirrors`, at most [`MAX_MIRRORS`]): ranges
+    /// are spread over them and the task's URL by speed (see the engine's `mirrors`).
+    pub mirrors: Vec<Url>,
 }
+
+/// The most mirrors one task may name.
+pub const MAX_MIRRORS: usize = 16;
 
 /// Parses the task array. `expected` is the caller's `task_count`, when it gave one.
 pub fn parse_tasks(json: &str, expected: Option<usize>) -> Result<Vec<TaskSpec>> {
@@ -126,7 +132,9 @@ fn parse_task(obj: &Map<String, Value>) -> Result<TaskSpec> {
             }
         },
     };
+    let mirrors = parse_mirrors(obj.get("mirrors"), &url)?;
     Ok(TaskSpec {
+        mirrors,
         url,
         save_path,
         show_name,
@@ -137,6 +145,37 @@ fn parse_task(obj: &Map<String, Value>) -> Result<TaskSpec> {
         overwrite: bool_key(obj, "overwrite")?,
         max_connections_per_host,
     })
+}
+
+/// The `mirrors` key: absent, null or a list of up to [`MAX_MIRRORS`] URLs, none of
+/// them the task's own or another's repeat.
+fn parse_mirrors(value: Option<&Value>, url: &Url) -> Result<Vec<Url>> {
+    let items = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(Error::invalid("\"mirrors\" must be a list of URLs")),
+    };
+    if items.len() > MAX_MIRRORS {
+        return Err(Error::invalid(format!(
+            "\"mirrors\" names {} URLs; at most {MAX_MIRRORS} are allowed",
+            items.len()
+        )));
+    }
+    let mut mirrors: Vec<Url> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::String(text) = item else {
+            return Err(Error::invalid(format!("mirror {i} is not a string")));
+        };
+        let m =
+            parse_url(text).map_err(|e| Error::invalid(format!("mirror {i}: {}", e.message)))?;
+        if &m == url || mirrors.contains(&m) {
+            return Err(Error::invalid(format!(
+                "mirror {i} repeats the task's URL or an earlier mirror"
+            )));
+        }
+        mirrors.push(m);
+    }
+    Ok(mirrors)
 }
 
 /// An optional boolean key: absent or null is false.

@@ -104,6 +104,13 @@ pub(crate) fn open<'a>(ctx: &'a FileCtx<'a>) -> Result<AnySource<'a>> {
     }
 }
 
+/// The source for a mirror of the task's file at `url` (a scheme the task list
+/// accepted). Credentials bound to the task URL's origin are not sent to a mirror on
+/// another one.
+pub(crate) fn at_mirror<'a>(ctx: &'a FileCtx<'a>, url: &Url) -> AnySource<'a> {
+    AnySource::Web(web::WebSource::new(ctx, ctx.task.spec.url.clone()).at(url))
+}
+
 /// Any source: one variant per protocol.
 pub(crate) enum AnySource<'a> {
     Web(web::WebSource<'a>),

@@ -44,7 +44,7 @@ impl<'a> WebSource<'a> {
 
     /// Asks for the whole body with no range: a 200 or an error.
     async fn whole(&self, conn: &Connection) -> Result<Opening<Response>> {
-        let resp = send(self.ctx, conn, &self.url, None, None).await?;
+        let resp = send(self.ctx, conn, &self.url, &self.headers, None, None).await?;
         match resp.status() {
             StatusCode::OK => Ok(Opening::Whole {
                 length: resp.content_length(),
@@ -88,6 +88,7 @@ impl Source for WebSource<'_> {
             self.ctx,
             conn,
             &self.url,
+            &self.headers,
             Some(range_header(ask_start, Some(ask_end))),
             if_range,
         )
