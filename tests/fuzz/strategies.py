@@ -83,11 +83,15 @@ def strategies(base: str, paths: list[str], workdir: Path,
     good = st.fixed_dictionaries(
         {"url": good_urls,
          "save_path": good_paths.map(lambda t: str(workdir / "dl" / str(t[0]) / t[1]))},
-        optional={"show_name": good_text, "id": good_text, "headers": good_headers})
+        optional={"show_name": good_text, "id": good_text, "headers": good_headers,
+                  # Other files of the servers (dropped: another size or other bytes) or
+                  # the same file over another protocol (used).
+                  "mirrors": st.lists(good_urls, max_size=2, unique=True)},
+    ).filter(lambda t: t["url"] not in t.get("mirrors", ()))
     rust = st.fixed_dictionaries(
         {"url": urls, "save_path": save_paths},
         optional={"show_name": TEXT, "id": TEXT, "headers": headers_obj, "checksum": checksum,
-                  "extra": junk})
+                  "mirrors": st.one_of(junk, st.lists(urls, max_size=3)), "extra": junk})
     go = st.fixed_dictionaries({"URL": urls, "SavePath": save_paths},
                                optional={"ShowName": TEXT, "ID": TEXT})
     odd = st.dictionaries(st.sampled_from(["url", "save_path", "URL", "SavePath", "headers"]),
