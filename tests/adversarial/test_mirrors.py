@@ -238,3 +238,42 @@ def test_credentials_reach_no_mirror_on_another_origin(
         assert rec.headers.get("Authorization") is None and rec.headers.get("Cookie") is None
         assert rec.headers.get("X-Trace") == "1"
     assert all(r.headers.get("Authorization") == "Bearer s3cret" for r in home.requests())
+
+
+@pytest.mark.parametrize("down", ["404", "refused"])
+def test_a_task_whose_url_is_down_is_fetched_from_its_mirror(
+        tthsd: Harness, http_server_factory: Factory, tmp_path: Path, down: str) -> None:
+    body = Content(5 * MiB, "fallback")
+    mirror = http_server_factory().add("/f.bin", body, throttle=4 * MiB)
+    if down == "404":
+        url = http_server_factory().url("/missing.bin")
+    else:
+        url = "http://127.0.0.1:9/f.bin"  # discard port: nothing listens
+    save = tmp_path / "f.bin"
+    run = tthsd.create([task(url, save, id="t", mirrors=[mirror.url])], threads=8)
+    assert run.start() == 0
+    run.wait_end(60)
+    assert outcome(run, save, body).success
+    sources = run.stats()["tasks"][0]["sources"]
+    msgs = _msgs(run)
+    print(sources, msgs)
+    assert any("trying mirror" in m for m in msgs), msgs
+    assert sources[0]["Bytes"] == 0 and sources[0]["Dropped"], sources
+    assert sources[1]["Bytes"] == body.size and sources[1]["Dropped"] is None
+
+
+def test_when_every_url_fails_the_task_fails_once_with_a_clear_error(
+        tthsd: Harness, http_server_factory: Factory, tmp_path: Path) -> None:
+    a = http_server_factory()
+    b = http_server_factory()
+    save = tmp_path / "f.bin"
+    run = tthsd.create([task(a.url("/gone.bin"), save, id="t", mirrors=[b.url("/gone.bin")])],
+                       threads=8)
+    assert run.start() == 0
+    run.wait_end(60)
+    result = outcome(run, save, Content(1, "x"))
+    assert not result.success and result.err is not None
+    assert result.err.msg["Code"] == "http_status"
+    msgs = _msgs(run)
+    assert sum("trying" in m for m in msgs) == 1, msgs
+    assert len(a.requests()) == 1 and len(b.requests()) == 1

@@ -21,7 +21,7 @@ use crate::request::{FileCtx, connection};
 use crate::resume::{load_journal, reset_state};
 use crate::retry::{FileStep, Streak, after_file_failure};
 use crate::runtime::blocking;
-use crate::source;
+use crate::source::{self, Source};
 use crate::state::{Config, Mode, Shared, TaskState, lock};
 use crate::storage::{self, PartFile};
 use crate::stream;
@@ -68,15 +68,32 @@ pub(crate) async fn download_file(shared: &Arc<Shared>, task: &Arc<TaskState>) -
     let mut streak = Streak::new(cfg.retry);
     let mut restarts = 0u32;
     let mut whole_only = false;
+    // Which of the task's URLs the attempts start from (`mirrors`): the next one when
+    // a fresh file's attempt fails.
+    let mut reference = 0usize;
     loop {
-        let e = match attempt_file(shared, task, &cfg, whole_only).await {
+        let e = match attempt_file(shared, task, &cfg, whole_only, reference).await {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
+        if let Some(next) = next_reference(task, reference, &e) {
+            if next == 0 {
+                // Every URL failed in turn: the retry policy decides, from the task's URL.
+                reference = 0;
+            } else {
+                shared.task_msg(
+                    task,
+                    format!("{}; trying {} instead", e.message, source_label(task, next)),
+                );
+                reference = next;
+                continue;
+            }
+        }
         if e.code == ErrorCode::ChecksumMismatch && mirrors_served(task) {
             // Some source sent bytes of another file: only the task's own URL is
             // trusted from here, from zero (the failed bytes were never published).
             task.mirrors_off.store(true, Ordering::Relaxed);
+            reference = 0;
             reset_state(task);
             shared.task_msg(
                 task,
@@ -118,6 +135,39 @@ pub(crate) async fn download_file(shared: &Arc<Shared>, task: &Arc<TaskState>) -
                 return Err(e);
             }
         }
+    }
+}
+
+/// The URL the next attempt starts from when this one, started from URL `current`,
+/// failed with `e` (None: the same). A file with nothing on disk yet moves on to the
+/// next of the task's URLs when the failure is the server's or the network's; a file
+/// with bytes on disk stays with the URL its bytes and validators came from.
+fn next_reference(task: &TaskState, current: usize, e: &Error) -> Option<usize> {
+    let count = 1 + task.spec.mirrors.len();
+    if count < 2 || task.mirrors_off.load(Ordering::Relaxed) {
+        return None;
+    }
+    let servers_fault = matches!(
+        e.code,
+        ErrorCode::HttpStatus
+            | ErrorCode::Timeout
+            | ErrorCode::Network
+            | ErrorCode::Tls
+            | ErrorCode::TooManyRedirects
+            | ErrorCode::BadRedirect
+            | ErrorCode::SizeMismatch
+    );
+    let nothing_on_disk = lock(&task.file)
+        .as_ref()
+        .is_none_or(|s| s.done.covered() == 0);
+    (servers_fault && nothing_on_disk).then_some((current + 1) % count)
+}
+
+/// URL `i` of a task as messages name it.
+fn source_label(task: &TaskState, i: usize) -> String {
+    match i.checked_sub(1).and_then(|m| task.spec.mirrors.get(m)) {
+        Some(url) => format!("mirror {}", http::redact(url)),
+        None => format!("the task's URL {}", http::redact(&task.spec.url)),
     }
 }
 
@@ -164,11 +214,13 @@ async fn already_complete(task: &Arc<TaskState>) -> Result<bool> {
     Ok(ok)
 }
 
+/// One attempt, its first request to URL `reference` of the task (0: its own).
 async fn attempt_file(
     shared: &Arc<Shared>,
     task: &Arc<TaskState>,
     cfg: &Config,
     whole_only: bool,
+    reference: usize,
 ) -> Result<()> {
     let ctx = FileCtx {
         shared,
@@ -196,24 +248,26 @@ async fn attempt_file(
     {
         return finalize(&ctx, None, r.total).await;
     }
-    let source = source::open(&ctx)?;
+    let source = if reference == 0 {
+        source::open(&ctx)?
+    } else {
+        source::at_index(&ctx, reference)
+    };
+    let url = source.url().clone();
     // A host that asked for a pause gets no request before its time.
-    shared.hosts.wait(&task.spec.url).await;
-    let mut permit = shared
-        .limits
-        .enter(&task.spec.url, ctx.host_ceiling())
-        .await;
+    shared.hosts.wait(&url).await;
+    let mut permit = shared.limits.enter(&url, ctx.host_ceiling()).await;
     let sent = permit.sent();
     let conn = connection(shared, &ctx.client).await?;
     if cfg.connections > 1 && lock(&shared.control).mode == Mode::Sequential {
         // One file at a time gets every connection: open some while the probe is out.
-        ctx.client.preconnect(&task.spec.url, PRECONNECT_LANES);
+        ctx.client.preconnect(&url, PRECONNECT_LANES);
     }
     let answer = probe(&ctx, &source, &conn, resume.as_ref(), whole_only)
         .await
         .inspect_err(|e| {
             if let Some(wait) = e.retry_after {
-                shared.hosts.hold(&task.spec.url, wait);
+                shared.hosts.hold(&url, wait);
             }
             if e.pushback {
                 // The limit learns from it; the attempt is retried as any other.
@@ -229,7 +283,7 @@ async fn attempt_file(
             body,
         } => {
             ranged::transfer(
-                &ctx, &source, total, validators, final_url, first, body, conn, permit,
+                &ctx, reference, &source, total, validators, final_url, first, body, conn, permit,
             )
             .await
         }

@@ -76,6 +76,8 @@ struct EntryState {
 /// The sources of one ranged file.
 pub(crate) struct Sources<'a> {
     file: &'a FileCtx<'a>,
+    /// The URL the probe went to (the task's own unless it failed before).
+    reference: usize,
     list: Vec<Entry<'a>>,
     /// Told when a vetting ends (a mirror is live or dropped).
     vetted: Notify,
@@ -95,10 +97,12 @@ impl Drop for Busy<'_, '_> {
 }
 
 impl<'a> Sources<'a> {
-    /// The reference `source`, whose first bytes came from `final_url` with
-    /// `validators`, and the task's mirrors (none when `mirrors_off`).
+    /// The task's URLs (its own, then its mirrors; only its own when `mirrors_off`),
+    /// where URL `reference` is `source`, whose first bytes came from `final_url` with
+    /// `validators`.
     pub fn new(
         file: &'a FileCtx<'a>,
+        reference: usize,
         source: &AnySource<'a>,
         final_url: &Url,
         validators: &Validators,
@@ -112,26 +116,33 @@ impl<'a> Sources<'a> {
                 speed: None,
             }),
         };
-        let mut list = vec![entry(
-            Link::new(file, source, final_url, true),
-            Status::Live,
-            validators.clone(),
-        )];
-        if !file.task.mirrors_off.load(Ordering::Relaxed) {
-            for url in &file.task.spec.mirrors {
-                let mirror = source::at_mirror(file, url);
-                list.push(entry(
-                    Link::new(file, &mirror, url, false),
-                    Status::Vetting,
-                    Validators::default(),
-                ));
-            }
-        }
+        let count = if file.task.mirrors_off.load(Ordering::Relaxed) {
+            1
+        } else {
+            1 + file.task.spec.mirrors.len()
+        };
+        let list = (0..count)
+            .map(|i| {
+                if i == reference {
+                    let link = Link::new(file, source, final_url, true);
+                    return entry(link, Status::Live, validators.clone());
+                }
+                let other = source::at_index(file, i);
+                let link = Link::new(file, &other, other.url(), false);
+                entry(link, Status::Vetting, Validators::default())
+            })
+            .collect();
         Sources {
             file,
+            reference,
             list,
             vetted: Notify::new(),
         }
+    }
+
+    /// The source the probe's bytes came from: the others are vetted against it.
+    pub fn reference(&self) -> usize {
+        self.reference
     }
 
     /// How many sources there are (live or not).
@@ -159,7 +170,7 @@ impl<'a> Sources<'a> {
                 (s.status, s.active, s.speed)
             })
             .collect();
-        let index = pick(&states);
+        let index = pick(&states).unwrap_or(self.reference);
         self.busy(index)
     }
 
@@ -255,7 +266,8 @@ impl<'a> Sources<'a> {
     /// Vets every mirror (see the module doc) against bytes `window` of the reference,
     /// read from `part` once they are on disk. Ends when every vetting has.
     pub async fn vet_all(&self, window: (u64, u64), total: u64, part: &PartFile) {
-        let vets = (1..self.list.len()).map(|i| async move {
+        let others = (0..self.list.len()).filter(|&i| i != self.reference);
+        let vets = others.map(|i| async move {
             match self.vet(i, window, total, part).await {
                 Ok(()) => {
                     lock(&self.list[i].state).status = Status::Live;
@@ -346,8 +358,8 @@ fn on_disk(f: &FileCtx<'_>, (start, end): (u64, u64)) -> bool {
 
 /// The index [`Sources::choose`] picks among `(status, active, speed)`: a live source
 /// with no connection first, else the best speed (unmeasured counts as best), fewer
-/// connections breaking ties; the reference when nothing else is live.
-fn pick(states: &[(Status, usize, Option<f64>)]) -> usize {
+/// connections breaking ties; None when nothing is live.
+fn pick(states: &[(Status, usize, Option<f64>)]) -> Option<usize> {
     let live = || {
         states
             .iter()
@@ -355,14 +367,14 @@ fn pick(states: &[(Status, usize, Option<f64>)]) -> usize {
             .filter(|(_, s)| s.0 == Status::Live)
     };
     if let Some((i, _)) = live().find(|(_, s)| s.1 == 0) {
-        return i;
+        return Some(i);
     }
     live()
         .max_by(|(_, a), (_, b)| {
             let speed = |s: &(Status, usize, Option<f64>)| s.2.unwrap_or(f64::INFINITY);
             speed(a).total_cmp(&speed(b)).then(b.1.cmp(&a.1))
         })
-        .map_or(0, |(i, _)| i)
+        .map(|(i, _)| i)
 }
 
 #[cfg(test)]
@@ -372,7 +384,7 @@ mod tests {
     #[test]
     fn an_idle_live_source_gets_the_next_connection() {
         let s = [(Status::Live, 3, Some(9e6)), (Status::Live, 0, Some(1e3))];
-        assert_eq!(pick(&s), 1);
+        assert_eq!(pick(&s), Some(1));
     }
 
     #[test]
@@ -382,22 +394,22 @@ mod tests {
             (Status::Live, 1, Some(4e6)),
             (Status::Dropped, 0, None),
         ];
-        assert_eq!(pick(&s), 1);
+        assert_eq!(pick(&s), Some(1));
         let s = [(Status::Live, 2, Some(5e6)), (Status::Live, 1, Some(1e6))];
-        assert_eq!(pick(&s), 0);
+        assert_eq!(pick(&s), Some(0));
     }
 
     #[test]
     fn unmeasured_sources_are_tried_and_vetting_ones_are_not() {
         let s = [(Status::Live, 2, Some(5e6)), (Status::Live, 1, None)];
-        assert_eq!(pick(&s), 1);
+        assert_eq!(pick(&s), Some(1));
         let s = [(Status::Live, 2, Some(5e6)), (Status::Vetting, 0, None)];
-        assert_eq!(pick(&s), 0);
+        assert_eq!(pick(&s), Some(0));
     }
 
     #[test]
-    fn with_nothing_live_the_reference_is_used() {
+    fn with_nothing_live_nothing_is_picked() {
         let s = [(Status::Dropped, 0, None), (Status::Dropped, 0, None)];
-        assert_eq!(pick(&s), 0);
+        assert_eq!(pick(&s), None);
     }
 }

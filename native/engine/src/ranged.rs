@@ -53,6 +53,7 @@ struct RangeCtx<'a> {
 #[allow(clippy::too_many_arguments)] // the probe's answer, taken apart
 pub(crate) async fn transfer<'a>(
     ctx: &'a FileCtx<'a>,
+    reference: usize,
     source: &AnySource<'a>,
     total: u64,
     validators: Validators,
@@ -99,7 +100,7 @@ pub(crate) async fn transfer<'a>(
         part.set_len(total)
             .map_err(|e| Error::from_io("sizing the part file", &e))?;
     }
-    let sources = Sources::new(ctx, source, &final_url, &validators);
+    let sources = Sources::new(ctx, reference, source, &final_url, &validators);
     let remaining: u64 = missing.iter().map(|(s, e)| e - s).sum();
     // As many workers as the hosts may ever get: those beyond a host's learned limit
     // wait for room (`pushback`) instead of sending requests it would refuse.
@@ -133,7 +134,7 @@ pub(crate) async fn transfer<'a>(
     // The first leases are spread over the sources round robin (`mirrors`).
     let n_sources = rctx.sources.len();
     for i in 1..workers {
-        let assigned = (n_sources > 1).then_some(i % n_sources);
+        let assigned = (n_sources > 1).then_some((reference + i) % n_sources);
         pool.push(worker(&rctx, &budget, None, assigned));
     }
     let all = async {
@@ -230,7 +231,7 @@ async fn worker(
     loop {
         let (lease, pre, mut permit, busy) = match first.take() {
             Some((lease, resp, end, conn, permit)) => {
-                let busy = ctx.sources.first_choice(0).await;
+                let busy = ctx.sources.first_choice(ctx.sources.reference()).await;
                 (lease, Some((resp, end, conn)), permit, busy)
             }
             None => {

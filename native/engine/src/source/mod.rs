@@ -104,11 +104,15 @@ pub(crate) fn open<'a>(ctx: &'a FileCtx<'a>) -> Result<AnySource<'a>> {
     }
 }
 
-/// The source for a mirror of the task's file at `url` (a scheme the task list
-/// accepted). Credentials bound to the task URL's origin are not sent to a mirror on
-/// another one.
-pub(crate) fn at_mirror<'a>(ctx: &'a FileCtx<'a>, url: &Url) -> AnySource<'a> {
-    AnySource::Web(web::WebSource::new(ctx, ctx.task.spec.url.clone()).at(url))
+/// The source for URL `i` of the task: its own URL (0), or its mirror `i - 1` (URLs the
+/// task list accepted, so of a known scheme). Credentials bound to the task URL's origin
+/// are not sent to a mirror on another one.
+pub(crate) fn at_index<'a>(ctx: &'a FileCtx<'a>, i: usize) -> AnySource<'a> {
+    let own = web::WebSource::new(ctx, ctx.task.spec.url.clone());
+    match i.checked_sub(1).and_then(|m| ctx.task.spec.mirrors.get(m)) {
+        Some(url) => AnySource::Web(own.at(url)),
+        None => AnySource::Web(own),
+    }
 }
 
 /// Any source: one variant per protocol.
