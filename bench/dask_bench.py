@@ -39,7 +39,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import bench  # noqa: E402  (bench/bench.py: nginx and the data set)
+import common  # noqa: E402  (bench/common.py: the data set)
+from nginx import Nginx  # noqa: E402  (bench/nginx.py)
 
 
 def _cpu() -> float:
@@ -91,16 +92,15 @@ def _check(dest: Path, expected: dict[str, str]) -> None:
 
 
 def bench_files(args: argparse.Namespace, work: Path) -> list[dict[str, object]]:
-    from distributed import Client
-
     import tthsd_interface
+    from distributed import Client
     from tthsd_interface.dask import download
 
-    data = bench.DataSet(work / "data")
+    data = common.DataSet(work / "data")
     rels = [(f"small/{i:05d}.bin", args.size) for i in range(args.files)]
     expected = data.ensure_many(rels)
-    bench.warm_page_cache([data.root / r for r, _ in rels])
-    nginx = bench.Nginx(work / "nginx", data.root, 8, 0, 0)
+    common.warm_page_cache([data.root / r for r, _ in rels])
+    nginx = Nginx(work / "nginx", data.root, 8, 0, 0)
     nginx.start(rels[0][0])
     rows: list[dict[str, object]] = []
     try:
@@ -162,9 +162,8 @@ def _stub_shard(spec: object) -> list[object]:
 
 def memory_child(sched: str, manifest: str, mode: str) -> None:
     """In a child process: stream ``manifest`` through the client; print peak RSS."""
-    from distributed import Client
-
     import tthsd_interface.dask as tdask
+    from distributed import Client
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tdask.run_shard = _stub_shard  # type: ignore[assignment]

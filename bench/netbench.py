@@ -37,32 +37,23 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tls import TlsFiles, make_tls
-
-from bench import (
-    HERE,
+from common import HERE, KiB, MiB, log, scaled_bytes
+from contenders import (
     Contender,
     Job,
-    KiB,
-    MiB,
-    Nginx,
     OursSetup,
-    Summary,
-    Verdict,
-    Workload,
     aria2c_multi,
     aria2c_single,
     axel_single,
     curl_parallel,
     curl_single,
-    find,
-    free_port,
-    log,
     ours,
     ours_cli,
-    ratio,
-    scaled_bytes,
 )
+from nginx import Nginx, free_port
+from report import Verdict, find, ratio
+from runner import Summary, Workload
+from tls import TlsFiles, make_tls
 
 GROUPS = {
     "tls": ("tls-h2", "tls-h1"),
