@@ -139,6 +139,10 @@ class Totals:
     problems: list[str] = field(default_factory=list)
     retries: int = 0
     bytes_fetched: int = 0
+    #: tasks that named mirrors, bytes the mirrors served, mirrors dropped
+    mirror_tasks: int = 0
+    mirror_bytes: int = 0
+    mirrors_dropped: int = 0
 
 
 def soak(args: argparse.Namespace) -> dict[str, Any]:
@@ -220,8 +224,12 @@ def _drive(lib: Lib, args: argparse.Namespace, bases: dict[str, str], sizes: lis
                 tid = f"w{worker}-{n}-{k}"
                 path = old or workdir / f"w{worker}" / f"f{fi}-{proto}-{n}-{k}.bin"
                 job.tasks[tid] = (fi, path)
-                tasks.append({"url": f"{bases[proto]}/f{fi}.bin", "save_path": str(path),
-                              "id": tid})
+                task: dict[str, Any] = {"url": f"{bases[proto]}/f{fi}.bin",
+                                        "save_path": str(path), "id": tid}
+                if args.mirror_every and (n + k) % args.mirror_every == 0:
+                    # The same file on the other protocols' servers (their own faults).
+                    task["mirrors"] = [f"{bases[p]}/f{fi}.bin" for p in protocols if p != proto]
+                tasks.append(task)
             job.callback = CALLBACK(job.on_event)
             tj = json.dumps(tasks).encode()
             ident = lib.get_downloader(tj, len(tasks), args.threads, 1, job.callback, False,
@@ -252,6 +260,12 @@ def _drive(lib: Lib, args: argparse.Namespace, bases: dict[str, str], sizes: lis
         with lock:
             totals.retries += int(stats.get("retries", 0))
             totals.bytes_fetched += int(stats.get("bytes_fetched", 0))
+            for entry in stats.get("tasks", []):
+                shares = entry.get("sources")
+                if shares:
+                    totals.mirror_tasks += 1
+                    totals.mirror_bytes += sum(int(s["Bytes"]) for s in shares[1:])
+                    totals.mirrors_dropped += sum(1 for s in shares if s["Dropped"])
             totals.problems.extend(job.bad_events)
         for (tid, (fi, path)), (_, proto, attempt, _old) in zip(job.tasks.items(), batch):
             ok = job.success.get(tid)
@@ -341,6 +355,8 @@ def _drive(lib: Lib, args: argparse.Namespace, bases: dict[str, str], sizes: lis
                                       totals.codes_by_protocol.items()},
         "bytes_checked": totals.bytes_checked,
         "bytes_fetched": totals.bytes_fetched, "seconds": round(seconds, 1),
+        "mirrors": {"tasks": totals.mirror_tasks, "bytes_served": totals.mirror_bytes,
+                    "dropped": totals.mirrors_dropped},
         "rss_mib": {"start": round(rss0 / 1024, 1),
                     "after_warmup": round(baseline["rss"] / 1024, 1),
                     "end": round(rss_end / 1024, 1),
@@ -382,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-timeout", type=float, default=120.0)
     ap.add_argument("--sample-every", type=float, default=2.0)
     ap.add_argument("--rss-slack", type=float, default=24.0, help="MiB")
+    ap.add_argument("--mirror-every", type=int, default=3,
+                    help="one task in N names the same file on the other servers as mirrors "
+                         "(0: none)")
     ap.add_argument("--protocols", default=",".join(PROTOCOLS),
                     help="servers to mix, some of http,https,h2 (a task's is drawn at random)")
     ap.add_argument("--workdir", type=Path, default=None)
