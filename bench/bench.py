@@ -63,6 +63,7 @@ from contenders import (
     axel_single,
     curl_parallel,
     curl_single,
+    curl_then_sync,
     find_ours,
     hf_single,
     ours,
@@ -288,8 +289,9 @@ def _run(
     workloads: list[Workload] = []
     if "1" in wanted:
         urls, expected = single(nginx.plain_url, rel_one)
+        synced = [curl_then_sync()] if "curl" in tools else []  # curl with a durable file, as ours
         workloads.append(Workload("1", f"one {one_gib / MiB:.0f} MiB file, plain server", urls, expected,
-                                  one_gib, singles(), reference="curl"))  # fmt: skip
+                                  one_gib, singles() + synced, reference="curl"))  # fmt: skip
     if "2" in wanted:
         urls, expected = single(nginx.throttled_url, rel_throttled)
         workloads.append(Workload("2", f"one {throttled / MiB:.0f} MiB file, limit_rate {args.rate_mb} MiB/s per connection",

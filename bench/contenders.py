@@ -68,6 +68,19 @@ def curl_single() -> Contender:
     return Contender("curl", "curl", 1, argv)
 
 
+def curl_then_sync(extra: tuple[str, ...] = ()) -> Contender:
+    """curl, then `sync --data` on its file: what a user of curl runs to have the bytes
+    on stable storage, as ours has them (durable by default) when it reports a file."""
+
+    def argv(job: Job) -> list[str]:
+        (url,) = job.urls
+        out = str(job.out_dir / _name(url))
+        script = 'curl "$@" && exec sync --data "$0"'
+        return ["sh", "-c", script, out, *extra, "-sS", "-f", "-o", out, url]
+
+    return Contender("curl", "curl, then sync --data", 1, argv)
+
+
 def aria2c_single(n: int) -> Contender:
     def argv(job: Job) -> list[str]:
         (url,) = job.urls

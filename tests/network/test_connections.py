@@ -1,6 +1,10 @@
 """``thread_count`` means TCP connections on HTTP/2 too, small files share those
 connections, and a crawling connection does not set the pace (issue 15, items 2 and 4).
 
+A parallel run (``multiple=True``) offers HTTP/2, so the HTTP/2 cases run that way even for
+one file; a run of files one after another offers HTTP/1.1 alone, and its ranges ride
+HTTP/1.1 on a server that offers both (docs/tuning.md has the measurements).
+
 Each download runs against a real HTTP/2 stack over TLS (hypercorn, ALPN ``h2``), which
 records for every request the TCP connection it came on (the client's port) and when it
 was open; "connections at once" counts connections with a request open at the same
@@ -37,7 +41,7 @@ def test_a_large_file_uses_several_connections_and_at_most_thread_count(
 ) -> None:
     res = h2_server.add("/big.bin", size=32 * MiB, etag='"big-1"')
     save = tmp_path / "big.bin"
-    report = download([task(res.url, save, id="t")], threads=8, durable=False)
+    report = download([task(res.url, save, id="t")], threads=8, multiple=True, durable=False)
     assert outcome(report, save, res.body).success, report.listing()
     h2_server.wait_idle(5)  # every record ended: a request still "open" would inflate counts
     only_http2(h2_server)
@@ -50,6 +54,26 @@ def test_a_large_file_uses_several_connections_and_at_most_thread_count(
     accepted = len(h2_server.connections())
     assert accepted <= 8, f"{accepted} TCP connections for thread_count=8: {detail}"
     assert {r.method for r in h2_server.requests()} == {"GET"}, detail
+
+
+def test_a_file_alone_rides_http11_on_a_server_offering_both(
+    h2_server: H2Server, download: Download, tmp_path: Path
+) -> None:
+    res = h2_server.add("/alone.bin", size=16 * MiB, etag='"alone-1"')
+    save = tmp_path / "alone.bin"
+    report = download([task(res.url, save, id="t")], threads=8, durable=False)
+    assert outcome(report, save, res.body).success, report.listing()
+    h2_server.wait_idle(5)
+    detail = connection_summary(h2_server)
+    versions = {r.http_version for r in h2_server.requests()}
+    assert versions == {"1.1"}, f"a run of one file after another used {versions}: {detail}"
+    # Without ALPN (or with http/1.1 alone) a TLS server speaks HTTP/1.1.
+    assert not {c.alpn for c in h2_server.connections()} - {None, "http/1.1"}, detail
+    busy = h2_server.max_busy_connections()
+    assert 1 < busy <= 8, f"{busy} connections at once for thread_count=8: {detail}"
+    # hyper's HTTP/1.1 pool may open a connection while the lane's own is on its way
+    # back to the pool; that one stays idle: requests came on 8 connections at most.
+    assert len(h2_server.ports()) <= 8, detail
 
 
 def test_many_small_files_are_exact_over_at_most_thread_count_connections(
@@ -95,7 +119,9 @@ def test_a_crawling_connection_loses_its_range_to_faster_ones(
     res = h2_server.add("/straggler.bin", size=size, etag='"s-1"')
     h2_server.conn_throttle = {SLOW: SLOW_RATE}
     save = tmp_path / "straggler.bin"
-    report = download([task(res.url, save, id="t")], threads=8, durable=False, timeout=180)
+    report = download(
+        [task(res.url, save, id="t")], threads=8, multiple=True, durable=False, timeout=180
+    )
     assert outcome(report, save, res.body).success, report.listing()
     h2_server.wait_idle(5)
     detail = connection_summary(h2_server)

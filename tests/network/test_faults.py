@@ -8,6 +8,10 @@ on its connection running; a dropped connection takes all its streams at once; a
 shorter or longer than its ``content-length`` is a malformed response (RFC 9113 8.1.1)
 rather than a connection that ends early; a stalled stream sits on a connection that
 other streams keep busy, so only a per-request read timeout can cut it.
+
+Every run here is a parallel run (``start_multiple_downloads_id``) of the one file: that
+is where the core offers HTTP/2; a run of files one after another fetches over HTTP/1.1
+(docs/tuning.md), which tests/network/test_connections.py checks.
 """
 
 from __future__ import annotations
@@ -69,7 +73,9 @@ def _run(
     download: Download, srv: H2Server, res_path: str, tmp_path: Path, **kw: object
 ) -> tuple[Report, Path]:
     save = tmp_path / "out" / "f.bin"
-    report = download([task(srv.url(res_path), save, id="t")], threads=4, durable=False, **kw)
+    report = download(
+        [task(srv.url(res_path), save, id="t")], threads=4, multiple=True, durable=False, **kw
+    )
     return report, save
 
 

@@ -49,13 +49,15 @@ def test_short_soak(lib_path: Path, tmp_path: Path, figures: Callable[[str], Non
     assert r["downloads_done"] == DOWNLOADS, r["problems"]
     assert r["faults_injected"] >= DOWNLOADS * FAULT_RATE / 2, "too few faults to mean much"
     assert not r["server_errors"], r["server_errors"]
-    # Every protocol had its share of downloads and of faults, and h2 was spoken as h2.
+    # Every protocol had its share of downloads and of faults.
     assert sorted(r["done_by_protocol"]) == ["h2", "http", "https"], r["done_by_protocol"]
     assert min(r["done_by_protocol"].values()) >= DOWNLOADS // 5, r["done_by_protocol"]
     for proto, kinds in r["faults_by_protocol"].items():
         assert sum(kinds.values()) >= DOWNLOADS * FAULT_RATE / 10, (proto, kinds)
     assert "overlong" not in r["faults_by_protocol"]["h2"], r["faults_by_protocol"]
-    assert set(r["requests_by_version"]["h2"]) == {"HTTP/2"}, r["requests_by_version"]
+    # Parallel runs (every other one) offer HTTP/2; runs of one file after another offer
+    # HTTP/1.1 alone (docs/tuning.md), also to the server that speaks both.
+    assert set(r["requests_by_version"]["h2"]) == {"HTTP/1.1", "HTTP/2"}, r["requests_by_version"]
     assert set(r["requests_by_version"]["https"]) == {"HTTP/1.1"}, r["requests_by_version"]
     assert r["flat_fds"], r["fds"]
     assert r["flat_rss"], r["rss_mib"]

@@ -569,6 +569,14 @@ class H2Server:
             elif conn is not None and not await reset_stream(scope, conn):
                 conn.abort(rst=True)  # HTTP/1.1: a stream is its connection
             return
+        short = resp.announce_length is not None and sent < resp.announce_length
+        if short and resp.framing == "length" and scope["http_version"] != "2" and conn:
+            # HTTP/1.1 has no way to end a body before its Content-Length but closing the
+            # connection (h11 refuses to), which is what a server that runs dry does.
+            await drain(scope, conn)
+            rec.outcome = "fault-close"
+            conn.abort()
+            return
         if await send_unless_gone(send, _END, gone, conn):  # the last bytes reached the socket
             rec.outcome = "complete"
 

@@ -248,7 +248,8 @@ pub(crate) struct Clock {
 pub(crate) struct Shared {
     pub tasks: Vec<Arc<TaskState>>,
     pub config: Mutex<Config>,
-    pub client: Mutex<Option<Client>>,
+    /// The client and whether it offers HTTP/2.
+    pub client: Mutex<Option<(bool, Client)>>,
     pub control: Mutex<Control>,
     pub sink: Arc<dyn EventSink>,
     pub limiter: RateLimiter,
@@ -335,10 +336,16 @@ impl Shared {
         lock(&self.config).clone()
     }
 
-    /// The HTTP client for the current settings, built on first use and after a change.
+    /// The HTTP client for the current settings and run mode, built on first use and
+    /// after a change. A parallel run offers HTTP/2, whose connections carry several
+    /// files at once; a run of one file after another does not, its ranges being cheaper
+    /// over HTTP/1.1 (see [`ClientConfig::multiplex`]).
     pub fn client(&self) -> Result<Client> {
+        let multiplex = lock(&self.control).mode == Mode::Parallel;
         let mut slot = lock(&self.client);
-        if let Some(c) = slot.as_ref() {
+        if let Some((built_for, c)) = slot.as_ref()
+            && *built_for == multiplex
+        {
             return Ok(c.clone());
         }
         let cfg = self.config();
@@ -347,8 +354,9 @@ impl Shared {
             connect_timeout: cfg.connect_timeout,
             proxy: cfg.proxy,
             connections: cfg.connections,
+            multiplex,
         })?;
-        *slot = Some(c.clone());
+        *slot = Some((multiplex, c.clone()));
         Ok(c)
     }
 

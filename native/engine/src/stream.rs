@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use crate::body::{Batch, read_batch};
 use crate::error::{Error, ErrorCode, Result};
-use crate::finalize::finalize;
+use crate::finalize::{finalize, writeback};
 use crate::request::{Connection, FileCtx};
 use crate::resume::reset_state;
 use crate::source::AnyBody;
@@ -51,30 +51,36 @@ pub(crate) async fn whole(ctx: &FileCtx<'_>, opened: Whole, conn: Connection) ->
         .map_err(|e| Error::from_io("creating the part file", &e))?;
     let mut written: u64 = 0;
     let mut batch = Batch::default();
-    loop {
-        let read = read_batch(ctx, &mut resp, &mut batch).await;
-        ctx.shared.limiter.acquire(batch.len as u64).await;
-        if let Some(limit) = announced
-            && written + batch.len as u64 > limit
-        {
-            return Err(Error::transient(
-                ErrorCode::SizeMismatch,
-                format!("the server sent more than the {limit} bytes it announced"),
-            ));
-        }
-        match read {
-            Ok(at_end) => {
-                write_sequential(ctx, &part, &mut written, &mut batch)?;
-                if at_end {
-                    break;
+    let transfer = async {
+        loop {
+            let read = read_batch(ctx, &mut resp, &mut batch).await;
+            ctx.shared.limiter.acquire(batch.len as u64).await;
+            if let Some(limit) = announced
+                && written + batch.len as u64 > limit
+            {
+                return Err(Error::transient(
+                    ErrorCode::SizeMismatch,
+                    format!("the server sent more than the {limit} bytes it announced"),
+                ));
+            }
+            match read {
+                Ok(at_end) => {
+                    write_sequential(ctx, &part, &mut written, &mut batch)?;
+                    if at_end {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    // Keep what arrived; it is not resumable, but stats stay honest.
+                    let _ = write_sequential(ctx, &part, &mut written, &mut batch);
+                    return Err(e);
                 }
             }
-            Err(e) => {
-                // Keep what arrived; it is not resumable, but stats stay honest.
-                let _ = write_sequential(ctx, &part, &mut written, &mut batch);
-                return Err(e);
-            }
         }
+    };
+    tokio::select! {
+        r = transfer => r?,
+        _ = writeback(task, &part, ctx.cfg.durable) => {}
     }
     if let Some(t) = announced
         && written != t

@@ -10,7 +10,8 @@
 //! One [`Direct`] is one connection pool; the lanes (`lanes`) hold one each, so that an
 //! HTTP/2 server, which would take every request of a pool on one TCP connection, gets
 //! one connection per lane. TLS goes through rustls with the platform verifier (its
-//! roots loaded on first use, see `roots`) and ALPN `h2`/`http/1.1`. Redirects,
+//! roots loaded on first use, see `roots`) and ALPN `h2`/`http/1.1`, or `http/1.1` alone
+//! (see [`ClientConfig::multiplex`]). Redirects,
 //! credentials and error codes are the policy layer's (`http`): this module sends one
 //! request and reports what happened.
 
@@ -72,7 +73,7 @@ impl Factory {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(cfg.connect_timeout));
         Ok(Factory {
-            connector: Warm::new(http, tls),
+            connector: Warm::new(http, tls, cfg.multiplex),
         })
     }
 

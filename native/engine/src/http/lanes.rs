@@ -209,6 +209,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             proxy: ProxySetting::Direct,
             connections: n,
+            multiplex: true,
         };
         Lanes::new(Backend::Direct(Factory::new(&cfg).unwrap()), n)
     }

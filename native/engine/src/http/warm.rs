@@ -117,19 +117,23 @@ fn origin(uri: &Uri) -> Option<Origin> {
 }
 
 impl Warm {
-    /// `http` connects TCP; `tls` is used for `https` origins.
-    pub fn new(http: HttpConnector, tls: rustls::ClientConfig) -> Warm {
+    /// `http` connects TCP; `tls` is used for `https` origins, offering HTTP/2 by ALPN
+    /// only with `h2`.
+    pub fn new(http: HttpConnector, tls: rustls::ClientConfig, h2: bool) -> Warm {
         let origins = Arc::new(Mutex::new(HashMap::new()));
         let tcp = Tcp {
             inner: http,
             origins: origins.clone(),
         };
-        let inner = hyper_rustls::HttpsConnectorBuilder::new()
+        let http1 = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(tcp);
+            .enable_http1();
+        let inner = if h2 {
+            http1.enable_http2().wrap_connector(tcp)
+        } else {
+            http1.wrap_connector(tcp)
+        };
         Warm { inner, origins }
     }
 
